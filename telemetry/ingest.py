@@ -1,0 +1,228 @@
+"""Validate batches of inference logs and labels, store the good, dead-letter the bad.
+
+Every source (HTTP, Kafka, Redis streams) goes through ``TelemetryWriter``: it returns only
+after the store accepted the batch, so a caller may acknowledge its source afterwards.
+Redelivered records (a request id already stored) are counted as duplicates and not stored
+again, so at-least-once delivery never double counts, in the raw table or in the rollup.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from .records import (
+    MAX_RECORD_BYTES,
+    InferenceLogRecord,
+    LabelRecord,
+    Rejection,
+    describe_validation_error,
+    payload_text,
+    split_features,
+    utc,
+)
+from .store import Store
+
+_LOG_COLUMNS = (
+    "request_id", "model", "model_version", "event_time", "ingest_time", "latency_ms", "status",
+    "error", "numeric_features", "categorical_features", "prediction", "prediction_label", "source",
+)
+_LABEL_COLUMNS = ("request_id", "label", "label_value", "label_time", "ingest_time", "source")
+
+
+@dataclass
+class IngestResult:
+    """What became of a batch: stored, rejected (dead-lettered) and duplicate records."""
+
+    accepted: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+
+    def as_dict(self, max_errors: int = 100) -> dict[str, Any]:
+        """A JSON-ready summary, listing at most ``max_errors`` rejections."""
+        return {
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "duplicates": self.duplicates,
+            "errors": [{"index": r.index, "reason": r.reason} for r in self.rejections[:max_errors]],
+        }
+
+
+def _ticks(moment: datetime) -> int:
+    """Milliseconds since the epoch, the fastest form to insert into DateTime64(3)."""
+    return int(utc(moment).timestamp() * 1000)
+
+
+class TelemetryWriter:
+    """Writes validated inference logs and labels to the store; rejects go to dead letters."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        known_models: Collection[str] | None = None,
+        max_record_bytes: int = MAX_RECORD_BYTES,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._store = store
+        self._known_models = frozenset(known_models) if known_models else None
+        self._max_record_bytes = max_record_bytes
+        self._clock = clock or store.now
+
+    def write_logs(self, records: Sequence[Any], source: str) -> IngestResult:
+        """Validate and store inference logs (dicts, or JSON text/bytes, one per record)."""
+        result = IngestResult()
+        ingest_ms = _ticks(self._clock())
+        rows: dict[str, list[Any]] = {name: [] for name in _LOG_COLUMNS}
+        seen: set[str] = set()
+        for index, raw in enumerate(records):
+            try:
+                record = self._parse(InferenceLogRecord, raw)
+                self._check_model(record.model)
+                numeric, categorical = split_features(record.features)
+            except ValueError as exc:
+                result.rejections.append(Rejection(index, payload_text(raw), str(exc)))
+                continue
+            if record.request_id in seen:
+                result.duplicates += 1
+                continue
+            seen.add(record.request_id)
+            prediction = record.prediction
+            rows["request_id"].append(record.request_id)
+            rows["model"].append(record.model)
+            rows["model_version"].append(str(record.version))
+            rows["event_time"].append(_ticks(record.event_time))
+            rows["ingest_time"].append(ingest_ms)
+            rows["latency_ms"].append(record.latency_ms)
+            rows["status"].append(record.status)
+            rows["error"].append(record.error)
+            rows["numeric_features"].append(numeric)
+            rows["categorical_features"].append(categorical)
+            rows["prediction"].append(None if isinstance(prediction, str) else prediction)
+            rows["prediction_label"].append(prediction if isinstance(prediction, str) else "")
+            rows["source"].append(source)
+        self._drop_stored_logs(rows, result)
+        result.accepted = self._store.insert_columns("inference_logs", rows)
+        self._dead_letter(result, source, "inference_log", ingest_ms)
+        return result
+
+    def write_labels(self, records: Sequence[Any], source: str) -> IngestResult:
+        """Validate and store delayed labels (dicts, or JSON text/bytes, one per record)."""
+        result = IngestResult()
+        ingest_ms = _ticks(self._clock())
+        rows: dict[str, list[Any]] = {name: [] for name in _LABEL_COLUMNS}
+        seen: set[tuple[str, str, int]] = set()
+        for index, raw in enumerate(records):
+            try:
+                record = self._parse(LabelRecord, raw)
+            except ValueError as exc:
+                result.rejections.append(Rejection(index, payload_text(raw), str(exc)))
+                continue
+            label = record.label
+            text = str(int(label)) if isinstance(label, bool) else str(label)
+            key = (record.request_id, text, _ticks(record.label_time))
+            if key in seen:
+                result.duplicates += 1
+                continue
+            seen.add(key)
+            rows["request_id"].append(record.request_id)
+            rows["label"].append(text)
+            rows["label_value"].append(None if isinstance(label, str) else float(label))
+            rows["label_time"].append(key[2])
+            rows["ingest_time"].append(ingest_ms)
+            rows["source"].append(source)
+        self._drop_stored_labels(rows, result)
+        result.accepted = self._store.insert_columns("labels", rows)
+        self._dead_letter(result, source, "label", ingest_ms)
+        return result
+
+    def dead_letter(self, payloads: Sequence[Any], reason: str, source: str, kind: str) -> int:
+        """Store records that failed before validation (say, a body that is not JSON)."""
+        result = IngestResult(
+            rejections=[Rejection(i, payload_text(p), reason) for i, p in enumerate(payloads)]
+        )
+        self._dead_letter(result, source, kind, _ticks(self._clock()))
+        return result.rejected
+
+    def _parse(self, model: Any, raw: Any) -> Any:
+        """Validate one record, raising ValueError with a reason naming the field."""
+        try:
+            if isinstance(raw, (bytes, str)):
+                if len(raw) > self._max_record_bytes:
+                    raise ValueError(self._too_large(len(raw)))
+                return model.model_validate_json(raw)
+            if not isinstance(raw, dict):
+                raise ValueError(f"record: expected a JSON object, got {type(raw).__name__}")
+            size = len(json.dumps(raw, default=str))
+            if size > self._max_record_bytes:
+                raise ValueError(self._too_large(size))
+            return model.model_validate(raw)
+        except ValidationError as exc:
+            raise ValueError(describe_validation_error(exc)) from None
+
+    def _too_large(self, size: int) -> str:
+        return f"record: {size} bytes exceeds the limit of {self._max_record_bytes} bytes"
+
+    def _check_model(self, model: str) -> None:
+        if self._known_models is not None and model not in self._known_models:
+            known = ", ".join(sorted(self._known_models))
+            raise ValueError(f"model: unknown model {model!r} (configured models: {known})")
+
+    def _drop_stored_logs(self, rows: dict[str, list[Any]], result: IngestResult) -> None:
+        """Remove rows whose request id the store already holds (a redelivery)."""
+        if not rows["request_id"]:
+            return
+        stored = {
+            request_id
+            for (request_id,) in self._store.query(
+                "SELECT DISTINCT request_id FROM inference_logs "
+                "WHERE event_time BETWEEN fromUnixTimestamp64Milli({lo:Int64}, 'UTC') "
+                "AND fromUnixTimestamp64Milli({hi:Int64}, 'UTC') "
+                "AND request_id IN {ids:Array(String)}",
+                {"lo": min(rows["event_time"]), "hi": max(rows["event_time"]),
+                 "ids": rows["request_id"]},
+            )
+        }
+        if stored:
+            _keep(rows, [rid not in stored for rid in rows["request_id"]], result)
+
+    def _drop_stored_labels(self, rows: dict[str, list[Any]], result: IngestResult) -> None:
+        if not rows["request_id"]:
+            return
+        stored = set(
+            self._store.query(
+                "SELECT request_id, label, toUnixTimestamp64Milli(label_time) FROM labels "
+                "WHERE request_id IN {ids:Array(String)}",
+                {"ids": rows["request_id"]},
+            )
+        )
+        if stored:
+            keys = zip(rows["request_id"], rows["label"], rows["label_time"], strict=True)
+            _keep(rows, [key not in stored for key in keys], result)
+
+    def _dead_letter(self, result: IngestResult, source: str, kind: str, ingest_ms: int) -> None:
+        result.rejected = len(result.rejections)
+        if not result.rejections:
+            return
+        self._store.insert_columns(
+            "dead_letters",
+            {
+                "ingest_time": [ingest_ms] * result.rejected,
+                "source": [source] * result.rejected,
+                "kind": [kind] * result.rejected,
+                "reason": [r.reason for r in result.rejections],
+                "payload": [r.payload for r in result.rejections],
+            },
+        )
+
+
+def _keep(rows: dict[str, list[Any]], mask: list[bool], result: IngestResult) -> None:
+    result.duplicates += mask.count(False)
+    for name, column in rows.items():
+        rows[name] = [value for value, keep in zip(column, mask, strict=True) if keep]

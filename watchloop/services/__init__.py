@@ -1,0 +1,40 @@
+"""Start-up helpers for the real servers tests and the demo run: Kafka (Tansu), Redis,
+TorchServe, Triton, MLflow, Prometheus and Alertmanager.
+
+Each server is a :class:`ServiceProcess`: ``start()`` runs it on free loopback ports in its
+own process group and waits until it serves; ``stop()`` ends the whole group.
+"""
+
+from watchloop.services.base import (
+    BinaryNotFound,
+    ServiceProcess,
+    ServiceStartError,
+    free_port,
+)
+from watchloop.services.kafka import KafkaBroker
+from watchloop.services.mlflow import MlflowServer
+from watchloop.services.prometheus import (
+    AlertmanagerServer,
+    PrometheusServer,
+    alertmanager_config,
+    prometheus_config,
+)
+from watchloop.services.redis import RedisServer
+from watchloop.services.torchserve import TorchServeServer
+from watchloop.services.triton import TritonServer
+
+__all__ = [
+    "AlertmanagerServer",
+    "BinaryNotFound",
+    "KafkaBroker",
+    "MlflowServer",
+    "PrometheusServer",
+    "RedisServer",
+    "ServiceProcess",
+    "ServiceStartError",
+    "TorchServeServer",
+    "TritonServer",
+    "alertmanager_config",
+    "free_port",
+    "prometheus_config",
+]
