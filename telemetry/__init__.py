@@ -14,8 +14,8 @@ from .records import InferenceLogRecord, LabelRecord, Rejection
 from .store import Store, StoreLocation, open_store
 
 __all__ = [
-    "IngestResult",
     "InferenceLogRecord",
+    "IngestResult",
     "LabelRecord",
     "MigrationError",
     "Migrator",

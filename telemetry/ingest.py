@@ -50,7 +50,9 @@ class IngestResult:
             "accepted": self.accepted,
             "rejected": self.rejected,
             "duplicates": self.duplicates,
-            "errors": [{"index": r.index, "reason": r.reason} for r in self.rejections[:max_errors]],
+            "errors": [
+                {"index": r.index, "reason": r.reason} for r in self.rejections[:max_errors]
+            ],
         }
 
 

@@ -46,7 +46,7 @@ class Migration:
     def statements(self) -> list[str]:
         """The file's statements, comments and blank lines removed."""
         lines = [line for line in self.sql.splitlines() if not line.lstrip().startswith("--")]
-        return [stmt.strip() for stmt in re.split(r";\s*$", "\n".join(lines), flags=re.M)
+        return [stmt.strip() for stmt in re.split(r";\s*$", "\n".join(lines), flags=re.MULTILINE)
                 if stmt.strip()]
 
 

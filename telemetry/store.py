@@ -1,7 +1,7 @@
 """The telemetry store: one clickhouse-connect client, chosen by a URL.
 
 URLs:
-    ``chdb:///abs/dir``            embedded ClickHouse (chDB) on disk; one process owns the directory
+    ``chdb:///abs/dir``            embedded ClickHouse (chDB) on disk, owned by one process
     ``chdb://memory``              embedded and in memory (tests)
     ``http(s)://user@host:8123/db`` a ClickHouse server; the password comes from the environment
 
@@ -209,7 +209,7 @@ class _Translated:
 
         where = self._store.location.display
         if isinstance(exc, OperationalError):
-            raise StoreUnavailableError(f"{self._action}: store {where} unreachable: {exc}") from exc
+            raise StoreUnavailableError(f"{self._action}: {where} unreachable: {exc}") from exc
         if isinstance(exc, ClickHouseError):
             raise StoreError(f"{self._action} on {where} failed: {exc}") from exc
         return False

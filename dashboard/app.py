@@ -1,0 +1,16 @@
+"""The Watchloop console: ``streamlit run dashboard/app.py`` or ``watchloop up``."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+
+def main() -> None:
+    st.set_page_config(page_title="Watchloop", page_icon="🔭", layout="wide")
+    pages = [
+        st.Page("pages/store.py", title="Store", icon="🗄️", default=True),
+    ]
+    st.navigation(pages).run()
+
+
+main()

@@ -1,0 +1,161 @@
+"""The HTTP API: ingest of inference logs and labels, health, readiness, /metrics.
+
+Ingest accepts a JSON array, a JSON object (one record, or ``{"records": [...]}``), or JSON
+Lines. Every record is validated on its own: bad ones are dead-lettered with the reason and
+the response counts accepted, rejected and duplicate records. A 2xx means the store holds the
+batch; a 503 (store unavailable) means nothing of it was acknowledged and it may be resent.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
+
+from telemetry import StoreError, TelemetryWriter
+from telemetry.store import Store
+
+from .metrics import ShellMetrics
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def create_app(
+    store: Store,
+    writer: TelemetryWriter,
+    metrics: ShellMetrics,
+    *,
+    token: str | None = None,
+    max_body_bytes: int = 16 * 1024 * 1024,
+    is_ready: Callable[[], bool] | None = None,
+) -> FastAPI:
+    """Build the API over a store and a writer; ``token`` requires a bearer token on ingest."""
+    app = FastAPI(title="Watchloop", version="0.1.0", docs_url="/docs", redoc_url=None)
+
+    def unauthorized(request: Request) -> JSONResponse | None:
+        if token is None:
+            return None
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), token):
+            return None
+        return JSONResponse(
+            {"error": "a valid bearer token is required (Authorization: Bearer <token>)"},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+    async def read_body(request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_body_bytes:
+            raise _BodyTooLarge
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body_bytes:
+                raise _BodyTooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def ingest(request: Request, kind: str) -> Response:
+        route = f"/v1/{kind}s"
+        denied = unauthorized(request)
+        if denied is not None:
+            metrics.http_requests.labels(route, "401").inc()
+            return denied
+        try:
+            body = await read_body(request)
+        except _BodyTooLarge:
+            metrics.http_requests.labels(route, "413").inc()
+            return JSONResponse(
+                {"error": f"body exceeds {max_body_bytes} bytes; send smaller batches"},
+                status_code=413,
+            )
+        records, unparsable = split_records(body, request.headers.get("content-type", ""))
+        write = writer.write_logs if kind == "log" else writer.write_labels
+        started = time.perf_counter()
+        try:
+            result = await run_in_threadpool(write, records, "http")
+            if unparsable:
+                await run_in_threadpool(
+                    writer.dead_letter, [body], unparsable, "http", f"{kind}_batch")
+        except StoreError as exc:
+            metrics.store_errors.labels(kind).inc()
+            metrics.http_requests.labels(route, "503").inc()
+            return JSONResponse(
+                {"error": f"the store did not accept the batch; nothing was kept: {exc}"},
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
+        metrics.store_write_seconds.labels(kind).observe(time.perf_counter() - started)
+        metrics.ingest_records.labels(kind, "accepted").inc(result.accepted)
+        metrics.ingest_records.labels(kind, "rejected").inc(result.rejected + bool(unparsable))
+        metrics.ingest_records.labels(kind, "duplicate").inc(result.duplicates)
+        metrics.http_requests.labels(route, "200").inc()
+        summary = result.as_dict()
+        if unparsable:
+            summary["rejected"] += 1
+            summary["errors"].append({"index": None, "reason": unparsable})
+        return JSONResponse(summary)
+
+    @app.post("/v1/logs", summary="Ingest inference logs")
+    async def ingest_logs(request: Request) -> Response:
+        """Store a batch of inference logs; bad records are dead-lettered with the reason."""
+        return await ingest(request, "log")
+
+    @app.post("/v1/labels", summary="Ingest delayed labels")
+    async def ingest_labels(request: Request) -> Response:
+        """Store a batch of ground-truth labels; bad records are dead-lettered."""
+        return await ingest(request, "label")
+
+    @app.get("/healthz", summary="Liveness")
+    def healthz() -> dict[str, str]:
+        """The process is up and serving HTTP."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Readiness")
+    def readyz() -> Response:
+        """Ready when the store answers (and the shell's components have started)."""
+        ready = store.ping() and (is_ready is None or is_ready())
+        body = {"status": "ready" if ready else "not ready", "store": store.location.display}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics", summary="Prometheus metrics about Watchloop")
+    def prometheus_metrics() -> Response:
+        """Watchloop's own metrics in the Prometheus text format."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def split_records(body: bytes, content_type: str) -> tuple[list[Any], str]:
+    """Split a request body into records, and say why if the body as a whole is unreadable.
+
+    A JSON array gives its elements, an object gives itself (or its ``records``), anything else
+    is read as JSON Lines with one raw record per non-blank line, validated one by one.
+    """
+    text = body.strip()
+    if not text:
+        return [], ""
+    if "ndjson" not in content_type and "jsonl" not in content_type and text[:1] in b"[{":
+        try:
+            parsed = json.loads(text)
+        except ValueError as exc:
+            if text[:1] == b"[":
+                return [], f"body: not a valid JSON array ({exc})"
+            parsed = None  # several objects, one a line: fall through to JSON Lines
+        if isinstance(parsed, list):
+            return parsed, ""
+        if isinstance(parsed, dict):
+            inner = parsed.get("records")
+            return (inner, "") if isinstance(inner, list) else ([parsed], "")
+    return [line for line in text.splitlines() if line.strip()], ""

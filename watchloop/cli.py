@@ -1,0 +1,163 @@
+"""The ``watchloop`` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from telemetry import Migrator, WatchloopError, open_store
+
+from .config import ConfigError, WatchloopConfig, find_config_file, load_config
+
+log = logging.getLogger("watchloop")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="watchloop",
+        description="Observability-first ML-ops console and feedback loop.",
+    )
+    parser.add_argument("--version", action="version", version="watchloop 0.1.0")
+    parser.add_argument(
+        "-c", "--config", metavar="FILE",
+        help="config file (default: $WATCHLOOP_CONFIG, else ./watchloop.yaml if present)",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    up = commands.add_parser("up", help="run every component, the API and the console")
+    up.add_argument("--no-console", action="store_true", help="do not serve the console")
+    up.add_argument("--api-port", type=int, help="override api.port")
+    up.add_argument("--console-port", type=int, help="override console.port")
+
+    demo = commands.add_parser(
+        "demo", help="`up` on an embedded store with synthetic marketplace traffic")
+    demo.add_argument("--data-dir", default=".watchloop-demo", help="default: %(default)s")
+    demo.add_argument("--rate", type=float, default=200, help="records per second")
+    demo.add_argument("--no-console", action="store_true", help="do not serve the console")
+
+    config = commands.add_parser("config", help="inspect the config file")
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check = config_commands.add_parser("check", help="validate a config file; list every problem")
+    check.add_argument("file", nargs="?", help="the file (default: as for --config)")
+
+    store = commands.add_parser("store", help="manage the telemetry store")
+    store_commands = store.add_subparsers(dest="store_command", required=True, metavar="ACTION")
+    store_commands.add_parser("migrate", help="apply pending schema migrations")
+    store_commands.add_parser("status", help="show applied and pending migrations and row counts")
+    for sub in (*store_commands.choices.values(),):
+        sub.add_argument("--store", metavar="URL", help="store URL (overrides the config file)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``watchloop`` console script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if args.command == "config":
+            return _config_check(args.file or args.config)
+        config = load_config(find_config_file(args.config))
+        logging.getLogger().setLevel(config.log_level)
+        if args.command == "store":
+            return _store(args, config)
+        if args.command == "demo":
+            return _demo(args, config)
+        return _up(args, config)
+    except ConfigError as exc:
+        print(f"watchloop: invalid configuration:\n{exc}", file=sys.stderr)
+        return 1
+    except WatchloopError as exc:
+        print(f"watchloop: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _config_check(file: str | None) -> int:
+    path = find_config_file(file)
+    if path is None:
+        print("watchloop: no config file given, and no ./watchloop.yaml", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        count = len(exc.problems)
+        print(f"{exc}\n{path}: {count} problem{'s' * (count != 1)}", file=sys.stderr)
+        return 1
+    print(f"{path}: OK (store {config.store.type}, {len(config.models)} models)")
+    return 0
+
+
+def _store(args: argparse.Namespace, config: WatchloopConfig) -> int:
+    from telemetry.queries import table_summaries
+
+    url = args.store or config.store_url()
+    with open_store(url, password=config.store_password()) as store:
+        migrator = Migrator(store)
+        if args.store_command == "migrate":
+            applied = migrator.migrate()
+            for m in applied:
+                print(f"applied {m.version:04d}_{m.name}")
+            print(f"{store.location.display}: schema up to date ({len(applied)} applied now)")
+            return 0
+        for status in migrator.status():
+            state = (
+                f"applied {status.applied_at:%Y-%m-%d %H:%M:%S}Z" if status.applied else "PENDING"
+            )
+            print(f"{status.version:04d}_{status.name:<30} {state}")
+        if all(s.applied for s in migrator.status()):
+            print()
+            for summary in table_summaries(store):
+                newest = summary.newest_ingest or "-"
+                print(f"{summary.table:<18} {summary.rows:>12,} rows   newest ingest {newest}")
+        return 0
+
+
+def _up(args: argparse.Namespace, config: WatchloopConfig, demo_rate: float | None = None) -> int:
+    from telemetry import TelemetryWriter
+
+    from .demo import DemoTraffic
+    from .shell import Shell, serve_console
+
+    updates = {}
+    if getattr(args, "api_port", None) is not None:
+        updates["api"] = config.api.model_copy(update={"port": args.api_port})
+    if getattr(args, "console_port", None) is not None:
+        updates["console"] = config.console.model_copy(update={"port": args.console_port})
+    config = config.model_copy(update=updates)
+    store = open_store(config.store_url(), password=config.store_password())
+    writer = TelemetryWriter(
+        store, known_models=config.known_models(), max_record_bytes=config.api.max_record_bytes
+    )
+    components = [] if demo_rate is None else [DemoTraffic(writer, rate_per_s=demo_rate)]
+    shell = Shell(config, store, writer, components=components)
+    try:
+        shell.start()
+    except BaseException:
+        shell.stop()
+        raise
+    if shell.api is not None:
+        print(f"watchloop: API      {shell.api.url}  (health: {shell.api.url}/healthz)", flush=True)
+    if not config.console.enabled or args.no_console:
+        shell.run()
+        return 0
+    host, port = config.console.host, config.console.port
+    print(f"watchloop: console  http://{host}:{port}", flush=True)
+    shell.run(console=lambda: serve_console(store, host, port))
+    return 0
+
+
+def _demo(args: argparse.Namespace, config: WatchloopConfig) -> int:
+    """Like ``up``, on an embedded store of its own, with synthetic traffic."""
+    data_dir = Path(args.data_dir).resolve()
+    updates: dict = {"data_dir": data_dir, "models": []}
+    if config.store.type == "chdb":
+        updates["store"] = config.store.model_copy(update={"path": data_dir / "store"})
+    return _up(args, config.model_copy(update=updates), demo_rate=args.rate)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,283 @@
+"""The ``watchloop.yaml`` file: read, expand ``${ENV}``, validate, report every problem.
+
+Components never read this file: ``watchloop.wiring`` builds them from the validated model.
+Each backend section picks its implementation with ``type:``; unknown keys are errors, so a
+typo is reported with its key path and line instead of being silently ignored. Secrets
+(tokens, passwords, API keys) must be written as ``${ENV_VAR}`` references.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from telemetry.errors import WatchloopError
+
+DEFAULT_CONFIG_FILE = "watchloop.yaml"
+CONFIG_ENV = "WATCHLOOP_CONFIG"
+SECRET_KEYS = frozenset({"token", "password", "api_key", "app_key", "secret"})
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ChdbStoreSettings(Settings):
+    """Embedded ClickHouse on disk; the default."""
+
+    type: Literal["chdb"] = "chdb"
+    path: Path = Path("store")  # relative paths are under data_dir
+    database: str = "watchloop"
+
+
+class MemoryStoreSettings(Settings):
+    """Embedded ClickHouse in memory: nothing survives the process (tests, trials)."""
+
+    type: Literal["chdb-memory"]
+    database: str = "watchloop"
+
+
+class ClickHouseStoreSettings(Settings):
+    """A ClickHouse server, shared by many Watchloop processes."""
+
+    type: Literal["clickhouse"]
+    url: Annotated[str, Field(pattern=r"^https?://", examples=["http://watchloop@ch:8123/watchloop"])]
+    password: SecretStr | None = None
+
+
+StoreSettings = Annotated[
+    ChdbStoreSettings | MemoryStoreSettings | ClickHouseStoreSettings,
+    Field(discriminator="type"),
+]
+
+
+class ApiSettings(Settings):
+    """The HTTP API: ingest, health, readiness and /metrics."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8765
+    token: SecretStr | None = None  # bearer token required on ingest and actions, if set
+    max_body_bytes: Annotated[int, Field(gt=0)] = 16 * 1024 * 1024
+    max_record_bytes: Annotated[int, Field(gt=0)] = 64 * 1024
+
+
+class ConsoleSettings(Settings):
+    """The Streamlit console, served from the same process as the store."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8501
+
+
+class ModelSettings(Settings):
+    """A model Watchloop watches. Records for unlisted models are dead-lettered when any are
+    listed."""
+
+    name: Annotated[str, Field(min_length=1)]
+    task: Literal["classification", "regression"] = "classification"
+    owner: str = ""
+
+
+class WatchloopConfig(Settings):
+    """The whole configuration file."""
+
+    data_dir: Path = Path(".watchloop")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    store: StoreSettings = Field(default_factory=ChdbStoreSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    models: list[ModelSettings] = Field(default_factory=list)
+
+    def store_url(self) -> str:
+        """The store URL these settings select."""
+        store = self.store
+        if isinstance(store, ChdbStoreSettings):
+            path = store.path if store.path.is_absolute() else self.data_dir / store.path
+            return f"chdb://{path.resolve()}?database={store.database}"
+        if isinstance(store, MemoryStoreSettings):
+            return f"chdb://memory?database={store.database}"
+        return store.url
+
+    def store_password(self) -> str | None:
+        """The ClickHouse server password, if one is configured (from the environment)."""
+        store = self.store
+        if isinstance(store, ClickHouseStoreSettings) and store.password is not None:
+            return store.password.get_secret_value()
+        return None
+
+    def known_models(self) -> set[str] | None:
+        """Names of the configured models, or None to accept any model."""
+        return {m.name for m in self.models} or None
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One thing wrong with a config file."""
+
+    key: str
+    message: str
+    line: int | None = None
+
+    def format(self, source: str) -> str:
+        where = f"{source}:{self.line}" if self.line else source
+        return f"{where}: {self.key or '(top level)'}: {self.message}"
+
+
+class ConfigError(WatchloopError):
+    """A config file is unreadable or invalid; ``problems`` lists every issue found."""
+
+    def __init__(self, source: str, problems: list[ConfigProblem]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(p.format(source) for p in problems))
+
+
+def find_config_file(explicit: str | Path | None = None) -> Path | None:
+    """The file to read: the one given, else $WATCHLOOP_CONFIG, else ./watchloop.yaml if any."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV])
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.exists() else None
+
+
+def load_config(path: str | Path | None, env: dict[str, str] | None = None) -> WatchloopConfig:
+    """Read and validate a config file (None gives the defaults); raise ``ConfigError``."""
+    if path is None:
+        return WatchloopConfig()
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        problem = ConfigProblem("", f"cannot read the file: {exc.strerror}")
+        raise ConfigError(source, [problem]) from None
+    return parse_config(text, source, os.environ if env is None else env)
+
+
+def parse_config(text: str, source: str, env: dict[str, str] | os._Environ) -> WatchloopConfig:
+    """Validate config text; every problem is collected before ``ConfigError`` is raised."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        raise ConfigError(source, [ConfigProblem("", f"not valid YAML: {exc}", line)]) from None
+    lines = _line_index(root)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(source, [ConfigProblem("", "expected a mapping of settings", 1)])
+    problems: list[ConfigProblem] = []
+    expanded = _expand(raw, (), env, lines, problems)
+    flagged = {p.key for p in problems}
+    try:
+        config = WatchloopConfig.model_validate(expanded)
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            path = _data_path(expanded, err["loc"])
+            if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+                path = (*path, "type")
+            if _key(path) not in flagged:
+                problems.append(
+                    ConfigProblem(_key(path), _explain(err), _nearest_line(lines, path)))
+    if problems:
+        raise ConfigError(source, sorted(problems, key=lambda p: p.line or 0))
+    return config
+
+
+def _expand(value: Any, path: tuple, env: Any, lines: dict, problems: list) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}``; insist secrets are environment references."""
+    if isinstance(value, dict):
+        return {k: _expand(v, (*path, k), env, lines, problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, (*path, i), env, lines, problems) for i, v in enumerate(value)]
+    is_secret = bool(path) and path[-1] in SECRET_KEYS and value is not None
+    if is_secret and not (isinstance(value, str) and _ENV_REF.fullmatch(value.strip())):
+        problems.append(ConfigProblem(
+            _key(path), "secrets must come from the environment: write ${SOME_ENV_VAR}",
+            _nearest_line(lines, path)))
+        return None
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match) -> str:
+        name, default = match[1], match[2]
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        problems.append(ConfigProblem(
+            _key(path), f"environment variable {name} is not set (write ${{{name}:-default}} "
+            "to give a default)", _nearest_line(lines, path)))
+        return ""
+
+    return _ENV_REF.sub(substitute, value)
+
+
+def _explain(err: dict) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown key (check its spelling)"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "union_tag_invalid":
+        return f"unknown type {err['ctx']['tag']!r}; expected one of {err['ctx']['expected_tags']}"
+    if kind == "union_tag_not_found":
+        return f"a 'type:' key is required; expected one of {err['ctx'].get('discriminator', '')}"
+    return f"{err['msg']} (got {err['input']!r})"
+
+
+def _data_path(data: Any, loc: tuple) -> tuple:
+    """Drop the union tags pydantic inserts into an error location (e.g. 'clickhouse')."""
+    path: list = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part not in node and node.get("type") == part:
+            continue
+        path.append(part)
+        node = node.get(part) if isinstance(node, dict) else (
+            node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node)
+            else None)
+    return tuple(path)
+
+
+def _key(path: tuple) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _line_index(node: Any, path: tuple = (), index: dict | None = None) -> dict:
+    """Map each key path of a composed YAML document to its 1-based line."""
+    index = {} if index is None else index
+    if node is None:
+        return index
+    index[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            child = (*path, key_node.value)
+            index[child] = key_node.start_mark.line + 1
+            _line_index(value_node, child, index)
+            index[child] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_index(item, (*path, i), index)
+    return index
+
+
+def _nearest_line(lines: dict, path: tuple) -> int | None:
+    for end in range(len(path), -1, -1):
+        if path[:end] in lines:
+            return lines[path[:end]]
+    return None

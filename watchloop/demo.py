@@ -1,0 +1,92 @@
+"""Synthetic marketplace traffic for ``watchloop demo``: three models, delayed labels, a few
+malformed records, and a slow drift in one feature so the monitors have something to see."""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+import uuid
+from collections import deque
+from datetime import UTC, datetime
+
+from telemetry import TelemetryWriter
+
+DEMO_MODELS = {"fraud": ["1", "2"], "recs": ["7"], "trust-safety": ["3"]}
+
+
+class DemoTraffic:
+    """Writes a few hundred inference logs a second, and their labels a little later."""
+
+    name = "demo-traffic"
+
+    def __init__(
+        self,
+        writer: TelemetryWriter,
+        *,
+        rate_per_s: float = 200,
+        label_delay_s: float = 30,
+        seed: int = 7,
+    ) -> None:
+        self._writer = writer
+        self._rate = rate_per_s
+        self._label_delay = label_delay_s
+        self._random = random.Random(seed)
+        self._pending_labels: deque[tuple[float, dict]] = deque()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="demo-traffic", daemon=True)
+        self._started_at = time.monotonic()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            batch = [self._record() for _ in range(int(self._rate))]
+            if self._random.random() < 0.2:
+                batch.append({"model": "fraud", "latency_ms": "fast"})  # malformed on purpose
+            self._writer.write_logs(batch, "demo")
+            self._release_labels()
+
+    def _record(self) -> dict:
+        rnd = self._random
+        model = rnd.choice(list(DEMO_MODELS))
+        version = rnd.choice(DEMO_MODELS[model])
+        minutes = (time.monotonic() - self._started_at) / 60
+        drift = min(minutes / 10, 1.5) if model == "fraud" else 0.0
+        amount = math.exp(rnd.gauss(3 + drift, 1))
+        score = 1 / (1 + math.exp(-(amount / 60 - 2 + rnd.gauss(0, 1))))
+        slow = version == "2" and rnd.random() < 0.05
+        record = {
+            "request_id": uuid.uuid4().hex,
+            "model": model,
+            "version": version,
+            "event_time": datetime.now(UTC).isoformat(),
+            "latency_ms": rnd.lognormvariate(1.2, 0.4) * (8 if slow else 1),
+            "status": "error" if rnd.random() < 0.003 else "ok",
+            "features": {
+                "amount": round(amount, 2),
+                "account_age_days": rnd.randint(0, 3000),
+                "country": rnd.choices(["DE", "FR", "US", "BR"], [5, 3, 2, 1 + drift * 4])[0],
+            },
+            "prediction": round(score, 4),
+        }
+        if rnd.random() < 0.3:
+            label = int(rnd.random() < score)
+            self._pending_labels.append((time.monotonic() + self._label_delay, {
+                "request_id": record["request_id"], "label": label,
+                "label_time": datetime.now(UTC).isoformat()}))
+        return record
+
+    def _release_labels(self) -> None:
+        due = []
+        now = time.monotonic()
+        while self._pending_labels and self._pending_labels[0][0] <= now:
+            due.append(self._pending_labels.popleft()[1])
+        if due:
+            self._writer.write_labels(due, "demo")
