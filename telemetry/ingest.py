@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
 from .records import (
+    LABEL_RETENTION,
+    LOG_RETENTION,
     MAX_RECORD_BYTES,
     InferenceLogRecord,
     LabelRecord,
@@ -87,6 +89,7 @@ class TelemetryWriter:
             try:
                 record = self._parse(InferenceLogRecord, raw)
                 self._check_model(record.model)
+                _check_age("event_time", record.event_time, ingest_ms, LOG_RETENTION)
                 numeric, categorical = split_features(record.features)
             except ValueError as exc:
                 result.rejections.append(Rejection(index, payload_text(raw), str(exc)))
@@ -123,6 +126,7 @@ class TelemetryWriter:
         for index, raw in enumerate(records):
             try:
                 record = self._parse(LabelRecord, raw)
+                _check_age("label_time", record.label_time, ingest_ms, LABEL_RETENTION)
             except ValueError as exc:
                 result.rejections.append(Rejection(index, payload_text(raw), str(exc)))
                 continue
@@ -221,6 +225,14 @@ class TelemetryWriter:
                 "reason": [r.reason for r in result.rejections],
                 "payload": [r.payload for r in result.rejections],
             },
+        )
+
+
+def _check_age(field: str, moment: datetime, ingest_ms: int, retention: timedelta) -> None:
+    age_ms = ingest_ms - _ticks(moment)
+    if age_ms > retention.total_seconds() * 1000:
+        raise ValueError(
+            f"{field}: {utc(moment).isoformat()} is older than the {retention.days}-day retention"
         )
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -33,6 +33,10 @@ FeatureValue = float | str | bool | None
 
 #: Records above this many bytes of JSON are dead-lettered rather than stored.
 MAX_RECORD_BYTES = 64 * 1024
+#: Retention of the tables (their TTLs in migration 0001). An older record would be dropped
+#: by ClickHouse on insert, so it is dead-lettered instead.
+LOG_RETENTION = timedelta(days=90)
+LABEL_RETENTION = timedelta(days=180)
 
 
 class _Record(BaseModel):
@@ -57,7 +61,7 @@ class LabelRecord(_Record):
     """The ground truth for an earlier prediction, arriving later."""
 
     request_id: Identifier
-    label: FiniteFloat | str | bool
+    label: bool | int | FiniteFloat | str
     label_time: datetime
 
 
