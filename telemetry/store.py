@@ -103,6 +103,11 @@ class Store:
         self._closed = False
 
     @property
+    def closed(self) -> bool:
+        """True once ``close`` was called."""
+        return self._closed
+
+    @property
     def database(self) -> str:
         """The database every unqualified table name refers to."""
         return self.location.database

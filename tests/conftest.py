@@ -25,4 +25,5 @@ def store() -> Iterator[Store]:
     try:
         yield opened
     finally:
-        opened.command(f"DROP DATABASE IF EXISTS `{opened.database}`")
+        if not opened.closed:
+            opened.command(f"DROP DATABASE IF EXISTS `{opened.database}`")

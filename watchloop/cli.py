@@ -27,16 +27,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    up = commands.add_parser("up", help="run every component, the API and the console")
-    up.add_argument("--no-console", action="store_true", help="do not serve the console")
-    up.add_argument("--api-port", type=int, help="override api.port")
-    up.add_argument("--console-port", type=int, help="override console.port")
+    serving = argparse.ArgumentParser(add_help=False)
+    serving.add_argument("--no-console", action="store_true", help="do not serve the console")
+    serving.add_argument("--api-port", type=int, help="override api.port (0: any free port)")
+    serving.add_argument("--console-port", type=int, help="override console.port")
 
+    commands.add_parser(
+        "up", parents=[serving], help="run every component, the API and the console")
     demo = commands.add_parser(
-        "demo", help="`up` on an embedded store with synthetic marketplace traffic")
+        "demo", parents=[serving],
+        help="`up` on an embedded store of its own, with synthetic marketplace traffic")
     demo.add_argument("--data-dir", default=".watchloop-demo", help="default: %(default)s")
     demo.add_argument("--rate", type=float, default=200, help="records per second")
-    demo.add_argument("--no-console", action="store_true", help="do not serve the console")
 
     config = commands.add_parser("config", help="inspect the config file")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")

@@ -169,9 +169,11 @@ def parse_config(text: str, source: str, env: dict[str, str] | os._Environ) -> W
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
+        mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
-        raise ConfigError(source, [ConfigProblem("", f"not valid YAML: {exc}", line)]) from None
+        what = " ".join(filter(None, [getattr(exc, "context", None), getattr(exc, "problem", None)]))
+        problem = ConfigProblem("", f"not valid YAML: {what or exc}", line)
+        raise ConfigError(source, [problem]) from None
     lines = _line_index(root)
     if raw is None:
         raw = {}

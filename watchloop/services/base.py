@@ -10,7 +10,9 @@ Errors::
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -57,6 +59,10 @@ class ServiceStartError(RuntimeError):
             message += f"\n--- last lines of its log ---\n{log_tail}"
         super().__init__(message)
 
+    def __reduce__(self) -> tuple[type[ServiceStartError], tuple[str, str, str, str]]:
+        # keeps the error picklable (pytest-xdist, multiprocessing) despite the custom init
+        return type(self), (self.service, self.address, self.reason, self.log_tail)
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     """Return a TCP port on ``host`` that nothing listens on right now."""
@@ -90,9 +96,7 @@ def venv_bin(name: str) -> Path | None:
     candidate = Path(sys.executable).parent / name
     if candidate.is_file() and os.access(candidate, os.X_OK):
         return candidate
-    from shutil import which
-
-    found = which(name)
+    found = shutil.which(name)
     return Path(found) if found else None
 
 
@@ -182,7 +186,8 @@ class ServiceProcess:
                     start_new_session=True,
                 )
             except OSError as exc:
-                raise ServiceStartError(self.name, self.address, f"cannot exec {argv[0]}: {exc}")
+                reason = f"cannot exec {argv[0]}: {exc}"
+                raise ServiceStartError(self.name, self.address, reason) from exc
         _track(self)
         try:
             self._wait_ready(began + timeout, timeout)
@@ -211,23 +216,34 @@ class ServiceProcess:
             delay = min(delay * 2, 0.2)
 
     def stop(self, timeout: float = 10) -> None:
-        """SIGTERM the process group, SIGKILL it after ``timeout`` seconds; idempotent."""
+        """SIGTERM the process group, SIGKILL what is left after ``timeout`` s; idempotent.
+
+        The group leader is signalled last: launchers such as ``torchserve`` and
+        ``mlflow server`` wait for their server process, so they reap it rather than leave
+        a zombie behind.
+        """
         process = self._process
         if process is None:
             return
         pgid = process.pid
         deadline = time.monotonic() + timeout
         if process.poll() is None:
+            children = [pid for pid in _group_members(pgid) if pid != pgid]
+            for pid in children:
+                _signal(pid, signal.SIGTERM)
+            while children and process.poll() is None and time.monotonic() < deadline:
+                children = [pid for pid in children if pid in _group_members(pgid)]
+                time.sleep(0.05)
             _signal_group(pgid, signal.SIGTERM)
             try:
-                process.wait(timeout)
+                process.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 _signal_group(pgid, signal.SIGKILL)
                 process.wait()
-        # Children (server workers) may outlive the leader; they share its group.
-        while _group_alive(pgid) and time.monotonic() < deadline:
+        # Anything still in the group (a worker that ignored SIGTERM) gets until the deadline.
+        while _group_members(pgid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if _group_alive(pgid):
+        if _group_members(pgid):
             _signal_group(pgid, signal.SIGKILL)
         _RUNNING.discard(self)
 
@@ -267,21 +283,25 @@ def http_ready(url: str, accept: Callable[[int, bytes], bool] | None = None) -> 
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
-def _group_alive(pgid: int) -> bool:
-    """True while a live (non-zombie) process remains in the group."""
+def _signal(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+
+
+def _group_members(pgid: int) -> list[int]:
+    """PIDs of the live (non-zombie) processes in a process group."""
     proc = Path("/proc")
-    if not proc.is_dir():
+    if not proc.is_dir():  # no procfs: all we can tell is whether the group exists
         try:
             os.killpg(pgid, 0)
         except (ProcessLookupError, PermissionError):
-            return False
-        return True
+            return []
+        return [pgid]
+    members = []
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
@@ -292,8 +312,8 @@ def _group_alive(pgid: int) -> bool:
         # fields after the parenthesised command: state ppid pgrp ...
         fields = stat[stat.rfind(")") + 2 :].split()
         if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            return True
-    return False
+            members.append(int(entry.name))
+    return members
 
 
 _RUNNING: weakref.WeakSet[ServiceProcess] = weakref.WeakSet()

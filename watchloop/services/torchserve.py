@@ -50,7 +50,10 @@ class TorchServeServer(ServiceProcess):
         if venv_bin("torchserve") is None:
             return "torchserve not found: pip install 'watchloop[serving]'"
         if shutil.which("java") is None:
-            return "java not found (TorchServe needs Java 11+): apt-get install openjdk-17-jre-headless"
+            return (
+                "java not found (TorchServe needs Java 11+): "
+                "apt-get install openjdk-17-jre-headless (scripts/system-deps.sh)"
+            )
         return None
 
     @property

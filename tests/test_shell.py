@@ -1,0 +1,111 @@
+"""`watchloop up` and `watchloop demo` as a user runs them: a real process, real HTTP, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from watchloop.services.base import free_port
+
+
+def _wait_for(url: str, process: subprocess.Popen, timeout: float = 60) -> requests.Response:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"process exited early: {process.communicate()[1][-3000:]}")
+        try:
+            return requests.get(url, timeout=2)
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer in {timeout}s")
+
+
+def _start(args: list[str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "watchloop.cli", *args], cwd=cwd, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "WATCHLOOP_TEST_TOKEN": "s3cret"},
+    )
+
+
+def _stop(process: subprocess.Popen) -> tuple[int, str]:
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    return process.returncode, err
+
+
+def _count(store_dir: Path, sql: str) -> int:
+    read = f"from telemetry import open_store; print(open_store({str(store_dir)!r}).scalar({sql!r}))"
+    done = subprocess.run([sys.executable, "-c", read], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return int(done.stdout.strip())
+
+
+def test_up_serves_api_and_console_and_shuts_down_cleanly_keeping_every_record(tmp_path):
+    api_port, console_port = free_port(), free_port()
+    (tmp_path / "watchloop.yaml").write_text(
+        f"data_dir: {tmp_path / 'data'}\n"
+        f"api:\n  port: {api_port}\n  token: ${{WATCHLOOP_TEST_TOKEN}}\n"
+        f"console:\n  port: {console_port}\n"
+    )
+    process = _start(["up"], tmp_path)
+    try:
+        api = f"http://127.0.0.1:{api_port}"
+        assert _wait_for(f"{api}/healthz", process).json() == {"status": "ok"}
+        assert requests.get(f"{api}/readyz", timeout=5).json()["status"] == "ready"
+        console = _wait_for(f"http://127.0.0.1:{console_port}/", process)
+        assert console.status_code == 200 and "<title>Streamlit</title>" in console.text
+        assert _wait_for(f"http://127.0.0.1:{console_port}/_stcore/health", process).text == "ok"
+        records = [{"request_id": f"r{i}", "model": "m", "version": "1",
+                    "event_time": time.time(), "latency_ms": 1.0} for i in range(25)]
+        posted = requests.post(f"{api}/v1/logs", data=json.dumps(records), timeout=10,
+                               headers={"Authorization": "Bearer s3cret"})
+        assert posted.json()["accepted"] == 25
+        owner = json.loads((tmp_path / "data/store/watchloop-owner.json").read_text())
+        assert owner["pid"] == process.pid and owner["api_url"] == api
+    finally:
+        code, err = _stop(process)
+    assert code == 0, err[-3000:]
+    assert "s3cret" not in err
+    assert not (tmp_path / "data/store/watchloop-owner.json").exists()
+    store_url = f"chdb://{tmp_path / 'data/store'}"
+    assert _count(store_url, "SELECT count() FROM inference_logs") == 25
+
+
+def test_demo_generates_traffic_into_its_own_store(tmp_path):
+    api_port = free_port()
+    process = _start(["demo", "--data-dir", str(tmp_path / "demo"), "--rate", "100",
+                      "--no-console", "--api-port", str(api_port)], tmp_path)
+    try:
+        _wait_for(f"http://127.0.0.1:{api_port}/healthz", process)
+        time.sleep(3)
+    finally:
+        code, err = _stop(process)
+    assert code == 0, err[-3000:]
+    logs = _count(f"chdb://{tmp_path / 'demo/store'}", "SELECT count() FROM inference_logs")
+    assert logs >= 100
+
+
+def test_up_refuses_a_bad_config_without_a_traceback(tmp_path):
+    (tmp_path / "watchloop.yaml").write_text("api:\n  prot: 1\n")
+    done = subprocess.run([sys.executable, "-m", "watchloop.cli", "up"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "watchloop.yaml:2: api.prot: unknown key" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("args", [["--help"], ["up", "--help"], ["store", "migrate", "--help"]])
+def test_help_is_available_for_every_command(args):
+    done = subprocess.run([sys.executable, "-m", "watchloop.cli", *args], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0 and "usage: watchloop" in done.stdout
