@@ -8,7 +8,6 @@ import time
 from telemetry import TelemetryWriter
 from telemetry.queries import table_summaries
 
-
 NOW_MS = int(time.time() * 1000)
 
 

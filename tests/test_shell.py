@@ -42,8 +42,8 @@ def _stop(process: subprocess.Popen) -> tuple[int, str]:
     return process.returncode, err
 
 
-def _count(store_dir: Path, sql: str) -> int:
-    read = f"from telemetry import open_store; print(open_store({str(store_dir)!r}).scalar({sql!r}))"
+def _count(store_url: str, sql: str) -> int:
+    read = f"from telemetry import open_store; print(open_store({store_url!r}).scalar({sql!r}))"
     done = subprocess.run([sys.executable, "-c", read], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]

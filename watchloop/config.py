@@ -171,7 +171,8 @@ def parse_config(text: str, source: str, env: dict[str, str] | os._Environ) -> W
     except yaml.YAMLError as exc:
         mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
-        what = " ".join(filter(None, [getattr(exc, "context", None), getattr(exc, "problem", None)]))
+        parts = [getattr(exc, "context", None), getattr(exc, "problem", None)]
+        what = " ".join(p for p in parts if p)
         problem = ConfigProblem("", f"not valid YAML: {what or exc}", line)
         raise ConfigError(source, [problem]) from None
     lines = _line_index(root)
