@@ -25,6 +25,7 @@ class SourceRecord:
     kind: RecordKind
     payload: bytes | str | dict
     position: Any = None  # e.g. (topic, partition, offset) or a stream entry id
+    error: str | None = None  # set when the transport already knows the record is unusable
 
 
 @dataclass

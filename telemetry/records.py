@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -81,13 +82,22 @@ def utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
+_UNION_BRANCH = re.compile(r"^(constrained-str|str|int|float|bool|none|.*\[.*\])$")
+
+
 def describe_validation_error(exc: ValidationError) -> str:
-    """One line naming each bad field and what was expected."""
-    parts = []
+    """One line naming each bad field and what was expected.
+
+    Pydantic names the branches of a union in an error's location (``version.int``); those
+    are dropped, and the branches' messages joined, so the reason names the field itself.
+    """
+    by_field: dict[str, list[str]] = {}
     for err in exc.errors(include_url=False):
-        where = ".".join(str(p) for p in err["loc"]) or "record"
-        parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)
+        path = [str(p) for p in err["loc"] if not _UNION_BRANCH.match(str(p))]
+        messages = by_field.setdefault(".".join(path) or "record", [])
+        if err["msg"] not in messages:
+            messages.append(err["msg"])
+    return "; ".join(f"{where}: {' or '.join(msgs)}" for where, msgs in by_field.items())
 
 
 def payload_text(raw: Any) -> str:

@@ -119,10 +119,11 @@ def _store(args: argparse.Namespace, config: WatchloopConfig) -> int:
 
 
 def _up(args: argparse.Namespace, config: WatchloopConfig, demo_rate: float | None = None) -> int:
-    from telemetry import TelemetryWriter
+    from prometheus_client import CollectorRegistry
 
     from .demo import DemoTraffic
     from .shell import Shell, serve_console
+    from .wiring import build_components, build_writer
 
     updates = {}
     if getattr(args, "api_port", None) is not None:
@@ -131,11 +132,12 @@ def _up(args: argparse.Namespace, config: WatchloopConfig, demo_rate: float | No
         updates["console"] = config.console.model_copy(update={"port": args.console_port})
     config = config.model_copy(update=updates)
     store = open_store(config.store_url(), password=config.store_password())
-    writer = TelemetryWriter(
-        store, known_models=config.known_models(), max_record_bytes=config.api.max_record_bytes
-    )
-    components = [] if demo_rate is None else [DemoTraffic(writer, rate_per_s=demo_rate)]
-    shell = Shell(config, store, writer, components=components)
+    writer = build_writer(config, store)
+    registry = CollectorRegistry()
+    components = build_components(config, store, writer, registry)
+    if demo_rate is not None:
+        components.append(DemoTraffic(writer, rate_per_s=demo_rate))
+    shell = Shell(config, store, writer, components=components, registry=registry)
     try:
         shell.start()
     except BaseException:

@@ -17,6 +17,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from collectors.kafka_source import KafkaSourceSettings
+from collectors.redis_source import RedisStreamSettings
+from collectors.runner import RunnerSettings
 from telemetry.errors import WatchloopError
 
 DEFAULT_CONFIG_FILE = "watchloop.yaml"
@@ -86,6 +89,18 @@ class ModelSettings(Settings):
     owner: str = ""
 
 
+SourceSettings = Annotated[
+    KafkaSourceSettings | RedisStreamSettings, Field(discriminator="type")
+]
+
+
+class CollectorsSettings(Settings):
+    """Where inference logs and labels come from, and what is scraped."""
+
+    runner: RunnerSettings = Field(default_factory=RunnerSettings)
+    sources: list[SourceSettings] = Field(default_factory=list)
+
+
 class WatchloopConfig(Settings):
     """The whole configuration file."""
 
@@ -95,6 +110,7 @@ class WatchloopConfig(Settings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     models: list[ModelSettings] = Field(default_factory=list)
+    collectors: CollectorsSettings = Field(default_factory=CollectorsSettings)
 
     def store_url(self) -> str:
         """The store URL these settings select."""

@@ -1,0 +1,142 @@
+"""Inference logs and labels from Kafka topics, through a consumer group.
+
+Offsets are committed only after the store accepted the records (the runner calls
+``acknowledge``), so a crash re-delivers at most the uncommitted tail, which the writer
+recognises as duplicates. Scale out by running more collectors with the same ``group_id``:
+Kafka spreads the partitions among them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from .base import CollectorError, SourceBatch, SourceRecord
+from .payloads import split_message
+
+log = logging.getLogger("watchloop.collectors.kafka")
+
+
+class KafkaSourceSettings(BaseModel):
+    """A Kafka consumer group reading inference-log and label topics."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["kafka"] = "kafka"
+    name: str = "kafka"
+    bootstrap_servers: str
+    group_id: str = "watchloop"
+    log_topics: list[str] = Field(default_factory=list)
+    label_topics: list[str] = Field(default_factory=list)
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    session_timeout_ms: int = 10_000
+    max_poll_interval_ms: int = 300_000
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    password: SecretStr | None = None
+
+
+class KafkaSource:
+    """A ``RecordSource`` over a kafka-python consumer in a group."""
+
+    def __init__(
+        self,
+        settings: KafkaSourceSettings,
+        consumer_factory: Callable[..., Any] | None = None,
+    ) -> None:
+        if not settings.log_topics and not settings.label_topics:
+            raise ValueError(f"{settings.name}: give log_topics and/or label_topics")
+        self.settings = settings
+        self.name = settings.name
+        self._kinds = {t: "log" for t in settings.log_topics}
+        self._kinds.update({t: "label" for t in settings.label_topics})
+        self._consumer_factory = consumer_factory
+        self._consumer: Any = None
+
+    def _connect(self) -> Any:
+        if self._consumer is not None:
+            return self._consumer
+        from kafka import KafkaConsumer
+        from kafka.errors import KafkaError
+
+        s = self.settings
+        options: dict[str, Any] = {
+            "bootstrap_servers": s.bootstrap_servers,
+            "group_id": s.group_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": s.auto_offset_reset,
+            "session_timeout_ms": s.session_timeout_ms,
+            "heartbeat_interval_ms": max(100, s.session_timeout_ms // 3),
+            "max_poll_interval_ms": s.max_poll_interval_ms,
+            "security_protocol": s.security_protocol,
+            "client_id": f"watchloop-{s.name}",
+        }
+        if s.sasl_mechanism:
+            options.update(sasl_mechanism=s.sasl_mechanism, sasl_plain_username=s.sasl_username,
+                           sasl_plain_password=s.password.get_secret_value() if s.password
+                           else None)
+        try:
+            consumer = (self._consumer_factory or KafkaConsumer)(**options)
+            consumer.subscribe(list(self._kinds))
+        except KafkaError as exc:
+            raise CollectorError(
+                f"cannot reach Kafka at {s.bootstrap_servers}: {exc}") from exc
+        self._consumer = consumer
+        return consumer
+
+    def poll(self, max_records: int, timeout_s: float) -> SourceBatch:
+        """Up to ``max_records`` messages' records (a message may carry several)."""
+        from kafka.errors import KafkaError
+
+        consumer = self._connect()
+        try:
+            fetched = consumer.poll(timeout_ms=int(timeout_s * 1000),
+                                    max_records=max(1, max_records))
+        except KafkaError as exc:
+            raise CollectorError(
+                f"polling Kafka at {self.settings.bootstrap_servers} failed: {exc}") from exc
+        records = []
+        for partition, messages in fetched.items():
+            kind = self._kinds.get(partition.topic, "log")
+            for message in messages:
+                position = (partition, message.offset)
+                for payload in split_message(message.value):
+                    records.append(SourceRecord(kind, payload, position))
+        return SourceBatch(records, lag=self._lag(consumer) if records else None)
+
+    def acknowledge(self, records: Sequence[SourceRecord]) -> None:
+        """Commit, per partition, the offset after the last stored message."""
+        from kafka.errors import KafkaError
+        from kafka.structs import OffsetAndMetadata
+
+        ends: dict[Any, int] = {}
+        for record in records:
+            partition, offset = record.position
+            ends[partition] = max(ends.get(partition, -1), offset + 1)
+        if not ends:
+            return
+        try:
+            self._connect().commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in ends.items()})
+        except KafkaError as exc:
+            raise CollectorError(f"committing offsets to {self.settings.bootstrap_servers} "
+                                 f"failed: {exc}") from exc
+
+    def _lag(self, consumer: Any) -> float | None:
+        total = 0
+        for partition in consumer.assignment():
+            highwater = consumer.highwater(partition)
+            position = consumer.position(partition)
+            if highwater is None or position is None:
+                return None
+            total += max(0, highwater - position)
+        return float(total)
+
+    def close(self) -> None:
+        """Leave the group without committing anything not yet stored."""
+        if self._consumer is not None:
+            self._consumer.close(autocommit=False)
+            self._consumer = None

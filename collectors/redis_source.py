@@ -1,0 +1,172 @@
+"""Inference logs and labels from Redis streams, through a consumer group.
+
+Entries are XACKed only after the store accepted them. On start the consumer first re-reads
+its own pending entries (delivered before a crash, never acknowledged), and it claims entries
+left pending by other consumers for longer than ``claim_idle_ms``; then it reads new ones.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from .base import CollectorError, SourceBatch, SourceRecord
+from .payloads import split_message
+
+
+class RedisStreamSettings(BaseModel):
+    """A Redis consumer group reading an inference-log stream and a label stream."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["redis-stream"] = "redis-stream"
+    name: str = "redis"
+    url: str = "redis://127.0.0.1:6379/0"  # a password belongs in ${ENV}: redis://:${PW}@host
+    log_stream: str | None = "watchloop:logs"
+    label_stream: str | None = "watchloop:labels"
+    group: str = "watchloop"
+    consumer: str = ""  # default: the host name; keep it stable across restarts
+    field: str = "data"  # the entry field holding the JSON record(s)
+    claim_idle_ms: int = 60_000
+
+
+class RedisStreamSource:
+    """A ``RecordSource`` over XREADGROUP / XACK."""
+
+    def __init__(
+        self, settings: RedisStreamSettings, client_factory: Callable[[], Any] | None = None
+    ) -> None:
+        streams = {settings.log_stream: "log", settings.label_stream: "label"}
+        self._kinds = {s: k for s, k in streams.items() if s}
+        if not self._kinds:
+            raise ValueError(f"{settings.name}: give log_stream and/or label_stream")
+        self.settings = settings
+        self.name = settings.name
+        self.consumer = settings.consumer or socket.gethostname()
+        self._client_factory = client_factory
+        self._client: Any = None
+        self._backlog_done: set[str] = set()
+
+    def _connect(self) -> Any:
+        if self._client is not None:
+            return self._client
+        import redis
+
+        try:
+            client = (self._client_factory or (lambda: redis.Redis.from_url(
+                self.settings.url, socket_timeout=10)))()
+            for stream in self._kinds:
+                try:
+                    client.xgroup_create(stream, self.settings.group, id="0", mkstream=True)
+                except redis.ResponseError as exc:
+                    if "BUSYGROUP" not in str(exc):
+                        raise
+        except redis.RedisError as exc:
+            raise CollectorError(f"cannot reach Redis at {self._address()}: {exc}") from exc
+        self._client = client
+        return client
+
+    def _address(self) -> str:
+        from urllib.parse import urlparse
+
+        parsed = urlparse(self.settings.url)
+        return f"{parsed.hostname}:{parsed.port or 6379}"
+
+    def poll(self, max_records: int, timeout_s: float) -> SourceBatch:
+        """Pending entries first (after a restart), then claimed stale ones, then new ones."""
+        import redis
+
+        client = self._connect()
+        group, me = self.settings.group, self.consumer
+        try:
+            entries: list[tuple[str, Any, dict]] = []
+            for stream in self._kinds:
+                if stream not in self._backlog_done:
+                    mine = client.xreadgroup(group, me, {stream: "0"}, count=max_records)
+                    got = _entries(mine)
+                    if not got:
+                        self._backlog_done.add(stream)
+                        _, claimed, *_ = client.xautoclaim(
+                            stream, group, me, self.settings.claim_idle_ms, "0-0",
+                            count=max_records)
+                        got = [(stream, eid, fields) for eid, fields in claimed if fields]
+                    entries += got
+            if not entries:
+                fresh = client.xreadgroup(group, me, dict.fromkeys(self._kinds, ">"),
+                                          count=max_records, block=max(1, int(timeout_s * 1000)))
+                entries = _entries(fresh)
+        except redis.RedisError as exc:
+            self._client = None
+            self._backlog_done.clear()
+            raise CollectorError(f"reading streams from Redis at {self._address()} failed: "
+                                 f"{exc}") from exc
+        records = []
+        for stream, entry_id, fields in entries:
+            kind = self._kinds[stream]
+            value = fields.get(self.settings.field.encode(), fields.get(self.settings.field))
+            if value is None:
+                entry = json.dumps({_text(k): _text(v) for k, v in fields.items()})
+                error = f"stream entry {_text(entry_id)} has no {self.settings.field!r} field"
+                records.append(SourceRecord(kind, entry, (stream, entry_id), error=error))
+                continue
+            for payload in split_message(value):
+                records.append(SourceRecord(kind, payload, (stream, entry_id)))
+        return SourceBatch(records, lag=self._lag(client) if records else None)
+
+    def _lag(self, client: Any) -> float | None:
+        """Entries not yet delivered to the group (Redis 7 reports it per group)."""
+        import redis
+
+        total = 0
+        try:
+            for stream in self._kinds:
+                groups = client.xinfo_groups(stream)
+                group = next((g for g in groups if _text(g["name"]) == self.settings.group), None)
+                if group is None or group.get("lag") is None:
+                    return None
+                total += int(group["lag"])
+        except redis.RedisError:
+            return None
+        return float(total)
+
+    def acknowledge(self, records: Sequence[SourceRecord]) -> None:
+        """XACK every entry the records came from."""
+        import redis
+
+        by_stream: dict[str, set] = {}
+        for record in records:
+            stream, entry_id = record.position
+            by_stream.setdefault(stream, set()).add(entry_id)
+        try:
+            pipe = self._connect().pipeline(transaction=False)
+            for stream, ids in by_stream.items():
+                pipe.xack(stream, self.settings.group, *ids)
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise CollectorError(f"XACK to Redis at {self._address()} failed: {exc}") from exc
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def _entries(response: Any) -> list[tuple[str, Any, dict]]:
+    """Flatten an XREADGROUP reply (RESP2 list or RESP3 dict) into (stream, id, fields)."""
+    if not response:
+        return []
+    items = response.items() if isinstance(response, dict) else response
+    out = []
+    for stream, messages in items:
+        for entry_id, fields in messages:
+            if fields:
+                out.append((_text(stream), entry_id, fields))
+    return out
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

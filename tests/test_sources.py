@@ -1,0 +1,273 @@
+"""Kafka and Redis-stream sources through the collector runner, into a real store.
+
+The claims: every record lands exactly once; bad records are dead-lettered with a reason; and
+the source is acknowledged only after the store accepted a batch, so neither a store outage
+nor a kill -9 of the collector loses a record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from collectors.kafka_source import KafkaSource, KafkaSourceSettings
+from collectors.redis_source import RedisStreamSettings, RedisStreamSource
+from collectors.runner import CollectorRunner, RunnerSettings
+from telemetry import StoreError, TelemetryWriter
+from tests.helpers import read_store, wait_until
+from watchloop.services.base import free_port
+
+FAST = RunnerSettings(batch_size=500, flush_interval_s=0.1, backoff_initial_s=0.05,
+                      backoff_max_s=0.2, health_interval_s=0.5)
+
+
+def _log(key: str, **overrides) -> dict:
+    return {"request_id": key, "model": "fraud", "version": "1", "event_time": time.time(),
+            "latency_ms": 2.5, "features": {"amount": 3.0}, "prediction": 0.5, **overrides}
+
+
+# -- transports ----------------------------------------------------------------------------
+
+class KafkaTransport:
+    partitions = 3
+
+    def __init__(self, broker) -> None:
+        from kafka import KafkaAdminClient, KafkaProducer
+
+        self.bootstrap = broker.bootstrap_servers
+        self.topic = f"logs-{uuid.uuid4().hex[:8]}"
+        self.label_topic = f"labels-{uuid.uuid4().hex[:8]}"
+        self.group = f"g-{uuid.uuid4().hex[:8]}"
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+        admin.create_topics({self.topic: {"num_partitions": self.partitions,
+                                          "replication_factor": 1},
+                             self.label_topic: {"num_partitions": 1, "replication_factor": 1}})
+        admin.close()
+        self.producer = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
+        self.sent: dict[int, int] = dict.fromkeys(range(self.partitions), 0)
+
+    def settings(self) -> dict:
+        return {"type": "kafka", "name": "kafka", "bootstrap_servers": self.bootstrap,
+                "group_id": self.group, "log_topics": [self.topic],
+                "label_topics": [self.label_topic], "session_timeout_ms": 6000}
+
+    def source(self) -> KafkaSource:
+        return KafkaSource(KafkaSourceSettings(**self.settings()))
+
+    def send(self, payload: bytes, kind: str = "log", key: int = 0) -> str:
+        """Send one message; return the position it will be acknowledged at."""
+        if kind == "label":
+            self.producer.send(self.label_topic, payload, partition=0)
+            return "label"
+        partition = key % self.partitions
+        self.producer.send(self.topic, payload, partition=partition)
+        self.sent[partition] += 1
+        return f"{partition}"
+
+    def flush(self) -> None:
+        self.producer.flush()
+
+    def acknowledged(self) -> int:
+        """How many log messages the group has committed, over all partitions."""
+        from kafka import KafkaAdminClient
+
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+        try:
+            offsets = admin.list_group_offsets(self.group).get(self.group, {})
+        finally:
+            admin.close()
+        return sum(meta.offset for tp, meta in offsets.items()
+                   if tp.topic == self.topic and meta.offset > 0)
+
+    def close(self) -> None:
+        self.producer.close()
+
+
+class RedisTransport:
+    def __init__(self, server) -> None:
+        import redis
+
+        self.url = server.url
+        self.client = redis.Redis.from_url(self.url)
+        suffix = uuid.uuid4().hex[:8]
+        self.stream, self.label_stream = f"logs:{suffix}", f"labels:{suffix}"
+        self.group = "watchloop"
+
+    def settings(self) -> dict:
+        return {"type": "redis-stream", "name": "redis", "url": self.url,
+                "log_stream": self.stream, "label_stream": self.label_stream,
+                "group": self.group, "consumer": "collector-1", "claim_idle_ms": 1000}
+
+    def source(self) -> RedisStreamSource:
+        return RedisStreamSource(RedisStreamSettings(**self.settings()))
+
+    def send(self, payload: bytes, kind: str = "log", key: int = 0) -> str:
+        stream = self.label_stream if kind == "label" else self.stream
+        return self.client.xadd(stream, {"data": payload})
+
+    def flush(self) -> None:
+        pass
+
+    def acknowledged(self) -> int:
+        """Log entries delivered to the group and acknowledged."""
+        groups = {g["name"].decode(): g for g in self.client.xinfo_groups(self.stream)}
+        group = groups.get(self.group)
+        if group is None:
+            return 0
+        return int(group["entries-read"] or 0) - int(group["pending"])
+
+    def close(self) -> None:
+        self.client.close()
+
+
+@pytest.fixture(params=["kafka", "redis"])
+def transport(request) -> Iterator:
+    if request.param == "kafka":
+        made = KafkaTransport(request.getfixturevalue("kafka_broker"))
+    else:
+        made = RedisTransport(request.getfixturevalue("redis_server"))
+    yield made
+    made.close()
+
+
+class FlakyStore:
+    """The real store, with an outage switch: while on, every write raises StoreError."""
+
+    def __init__(self, store) -> None:
+        self._store = store
+        self.down = False
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self._store, name)
+        if name in ("insert", "insert_columns", "query") and callable(attribute):
+            def guarded(*args, **kwargs):
+                if self.down:
+                    raise StoreError("injected outage: the store is down")
+                return attribute(*args, **kwargs)
+            return guarded
+        return attribute
+
+
+def _count(store, sql: str = "SELECT count() FROM inference_logs FINAL") -> int:
+    return store.scalar(sql)
+
+
+# -- in-process ----------------------------------------------------------------------------
+
+def test_records_land_once_and_bad_ones_are_dead_lettered_with_reasons(transport, store):
+    good = 300
+    for i in range(good):
+        transport.send(json.dumps(_log(f"r{i}")).encode(), key=i)
+    batch = [_log(f"m{i}") for i in range(20)]  # several records in one message
+    transport.send(json.dumps(batch).encode(), key=1)
+    transport.send(b"\n".join(json.dumps(_log(f"l{i}")).encode() for i in range(5)), key=2)
+    transport.send(b"{not json", key=0)
+    transport.send(json.dumps(_log("nan", latency_ms="NaN")).encode(), key=0)
+    transport.send(json.dumps(_log("no-version", version=None)).encode(), key=0)
+    transport.send(json.dumps({"request_id": "r1", "label": 1,
+                               "label_time": time.time()}).encode(), kind="label")
+    transport.send(json.dumps(_log("r0")).encode(), key=0)  # a producer retry: a duplicate
+    transport.flush()
+
+    runner = CollectorRunner(store, TelemetryWriter(store), sources=[transport.source()],
+                             settings=FAST)
+    runner.start()
+    try:
+        wait_until(lambda: store.scalar("SELECT count() FROM dead_letters") == 3)
+        wait_until(lambda: _count(store) == good + 25)
+        wait_until(lambda: store.scalar("SELECT count() FROM labels") == 1)
+    finally:
+        runner.stop()
+    assert store.scalar("SELECT count() FROM inference_logs") == good + 25  # raw, not FINAL
+    reasons = sorted(r for (r,) in store.query("SELECT reason FROM dead_letters"))
+    assert reasons[0].startswith("latency_ms:") or "Invalid JSON" in reasons[0]
+    assert any("Invalid JSON" in r for r in reasons)
+    assert any(r.startswith("version:") for r in reasons)
+    health = {h.collector: h for h in runner.health.snapshot()}[transport.source().name]
+    assert (health.dead_letters, health.duplicates) == (3, 1)
+    assert health.rows_out == good + 25 + 1
+    assert store.scalar("SELECT max(rows_out) FROM collector_health") == good + 26
+
+
+def test_a_store_outage_loses_nothing_and_acknowledges_nothing_until_it_recovers(
+        transport, store):
+    flaky = FlakyStore(store)
+    flaky.down = True
+    runner = CollectorRunner(flaky, TelemetryWriter(flaky), sources=[transport.source()],
+                             settings=FAST)
+    runner.start()
+    try:
+        for i in range(200):
+            transport.send(json.dumps(_log(f"o{i}")).encode(), key=i)
+        transport.flush()
+        wait_until(lambda: any(h.store_retries >= 3 for h in runner.health.snapshot()))
+        assert transport.acknowledged() == 0
+        assert _count(store) == 0
+        flaky.down = False
+        wait_until(lambda: _count(store) == 200)
+        wait_until(lambda: transport.acknowledged() == 200)
+    finally:
+        runner.stop()
+    assert store.scalar("SELECT uniqExact(request_id) FROM inference_logs") == 200
+
+
+# -- a real collector process, killed with SIGKILL mid-stream -------------------------------
+
+def _start_collector(tmp_path: Path, transport) -> subprocess.Popen:
+    config = {
+        "data_dir": str(tmp_path / "data"),
+        "api": {"port": free_port()},
+        "console": {"enabled": False},
+        "collectors": {"runner": {"batch_size": 200, "flush_interval_s": 0.1},
+                       "sources": [transport.settings()]},
+    }
+    path = tmp_path / "watchloop.yaml"
+    path.write_text(json.dumps(config))  # JSON is YAML
+    return subprocess.Popen([sys.executable, "-m", "watchloop.cli", "-c", str(path), "up"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def test_kill_9_mid_stream_then_restart_stores_every_record_exactly_once(transport, tmp_path):
+    total = 3000
+    url = f"chdb://{tmp_path / 'data' / 'store'}?database=watchloop"
+    collector = _start_collector(tmp_path, transport)
+    try:
+        for i in range(total // 2):
+            transport.send(json.dumps(_log(f"k{i}")).encode(), key=i)
+        transport.flush()
+        wait_until(lambda: transport.acknowledged() > 0, timeout=90)
+        for i in range(total // 2, total):
+            transport.send(json.dumps(_log(f"k{i}")).encode(), key=i)
+            if i == total // 2 + 200:
+                collector.send_signal(signal.SIGKILL)
+        transport.flush()
+        collector.wait(timeout=30)
+        acknowledged = transport.acknowledged()
+        stored_at_kill = read_store(url, "SELECT uniqExact(request_id) FROM inference_logs")[0][0]
+        # Nothing is acknowledged before it is stored.
+        assert 0 < acknowledged <= stored_at_kill < total
+    finally:
+        if collector.poll() is None:
+            collector.kill()
+    restarted = _start_collector(tmp_path, transport)
+    try:
+        wait_until(lambda: transport.acknowledged() == total, timeout=120, every=1)
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        _, err = restarted.communicate(timeout=60)
+    assert restarted.returncode == 0, err[-3000:]
+    count, distinct, final = read_store(
+        url, "SELECT count(), uniqExact(request_id), "
+             "(SELECT count() FROM inference_logs FINAL) FROM inference_logs")[0]
+    assert (distinct, final) == (total, total)
+    assert count == total  # the writer dropped the redelivered ones before inserting
