@@ -34,6 +34,7 @@ class KafkaSourceSettings(BaseModel):
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     session_timeout_ms: int = 10_000
     max_poll_interval_ms: int = 300_000
+    fetch_max_wait_ms: int = 100  # how long the broker may hold a fetch: bounds freshness
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
@@ -72,6 +73,7 @@ class KafkaSource:
             "session_timeout_ms": s.session_timeout_ms,
             "heartbeat_interval_ms": max(100, s.session_timeout_ms // 3),
             "max_poll_interval_ms": s.max_poll_interval_ms,
+            "fetch_max_wait_ms": s.fetch_max_wait_ms,
             "security_protocol": s.security_protocol,
             "client_id": f"watchloop-{s.name}",
         }

@@ -1,0 +1,276 @@
+"""Inference logs into the store: from Kafka and over HTTP, against a raw chDB insert.
+
+    python -m bench.ingest [--rows N] [--per-message K] [--quick]
+
+One process, one chDB engine, a real Tansu broker and the real HTTP API on loopback:
+
+- ``raw_rows_per_s``: the same records, already turned into columns, inserted with
+  clickhouse-connect's column-oriented insert (no parsing, no validation, no dedup).
+- ``kafka_rows_per_s``: JSON records produced beforehand (``--per-message`` records per Kafka
+  message, JSON Lines), consumed by the collector runner's Kafka source, validated, deduped,
+  stored, committed. Timed from the first stored batch (after the consumer group joined) to
+  the last record queryable.
+- ``http_rows_per_s``: JSON Lines bodies of ``--batch`` records POSTed to ``/v1/logs`` by
+  two client threads.
+- ``freshness_p99_ms``: at a fixed rate (``--fresh-rate`` records/s for ``--fresh-seconds``),
+  records are produced to Kafka stamped with their send time; a probe counts the queryable
+  ones every 20 ms, and each record's freshness is the probe time that first saw it minus its
+  event time (so it includes up to one probe interval).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import requests
+from prometheus_client import CollectorRegistry
+
+from bench._common import (
+    LogGenerator,
+    base_parser,
+    emit_result,
+    iso_millis,
+    log,
+    parse_args,
+    per_second,
+    percentile,
+    temporary_directory,
+)
+from collectors.kafka_source import KafkaSource, KafkaSourceSettings
+from collectors.runner import CollectorRunner, RunnerSettings
+from telemetry import Migrator, TelemetryWriter, open_store
+from telemetry.records import InferenceLogRecord, split_features
+from watchloop.api import create_app
+from watchloop.metrics import ShellMetrics
+from watchloop.services import KafkaBroker
+from watchloop.shell import ApiServer
+
+
+def _columns(records: list[dict], ingest_ms: int) -> dict[str, list]:
+    """Records as the columns the raw insert takes (prepared outside the timed section)."""
+    columns: dict[str, list] = {name: [] for name in (
+        "request_id", "model", "model_version", "event_time", "ingest_time", "latency_ms",
+        "status", "error", "numeric_features", "categorical_features", "prediction",
+        "prediction_label", "source")}
+    for raw in records:
+        record = InferenceLogRecord.model_validate(raw)
+        numeric, categorical = split_features(record.features)
+        prediction = record.prediction
+        columns["request_id"].append(record.request_id)
+        columns["model"].append(record.model)
+        columns["model_version"].append(str(record.version))
+        columns["event_time"].append(int(record.event_time.timestamp() * 1000))
+        columns["ingest_time"].append(ingest_ms)
+        columns["latency_ms"].append(record.latency_ms)
+        columns["status"].append(record.status)
+        columns["error"].append(record.error)
+        columns["numeric_features"].append(numeric)
+        columns["categorical_features"].append(categorical)
+        columns["prediction"].append(None if isinstance(prediction, str) else prediction)
+        columns["prediction_label"].append(prediction if isinstance(prediction, str) else "")
+        columns["source"].append("raw")
+    return columns
+
+
+def _count(store: Any, source: str) -> int:
+    return store.scalar("SELECT count() FROM inference_logs WHERE source = {s:String}",
+                        {"s": source})
+
+
+def bench_raw(store: Any, records: list[dict], batch: int) -> float:
+    columns = _columns(records, int(time.time() * 1000))
+    started = time.perf_counter()
+    for i in range(0, len(records), batch):
+        store.insert_columns("inference_logs", {k: v[i:i + batch] for k, v in columns.items()})
+    return per_second(len(records), time.perf_counter() - started)
+
+
+def _producer(broker: KafkaBroker) -> Any:
+    from kafka import KafkaProducer
+
+    return KafkaProducer(bootstrap_servers=broker.bootstrap_servers, linger_ms=20,
+                         batch_size=1_000_000, max_request_size=8_000_000)
+
+
+def _create_topic(broker: KafkaBroker, topic: str, partitions: int) -> None:
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+    admin.create_topics({topic: {"num_partitions": partitions, "replication_factor": 1}})
+    admin.close()
+
+
+def _runner(store: Any, broker: KafkaBroker, topic: str, settings: RunnerSettings,
+            name: str) -> CollectorRunner:
+    source = KafkaSource(KafkaSourceSettings(
+        name=name, bootstrap_servers=broker.bootstrap_servers, group_id=f"bench-{topic}",
+        log_topics=[topic], session_timeout_ms=6000))
+    return CollectorRunner(store, TelemetryWriter(store), sources=[source], settings=settings)
+
+
+def _wait_for(store: Any, source: str, expected: int, timeout: float) -> float:
+    deadline = time.monotonic() + timeout
+    while (count := _count(store, source)) < expected:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{source}: only {count} of {expected} stored in {timeout}s")
+        time.sleep(0.05)
+    return time.perf_counter()
+
+
+def bench_kafka(store: Any, broker: KafkaBroker, records: list[dict], per_message: int,
+                batch: int) -> float:
+    topic = "bench-logs"
+    _create_topic(broker, topic, 3)
+    producer = _producer(broker)
+    lines = [json.dumps(r).encode() for r in records]
+    for i in range(0, len(lines), per_message):
+        producer.send(topic, b"\n".join(lines[i:i + per_message]))
+    producer.flush()
+    producer.close()
+    log(f"kafka: produced {len(records):,} records in {len(lines) // per_message:,} messages")
+    runner = _runner(store, broker, topic,
+                     RunnerSettings(batch_size=batch, flush_interval_s=0.5), "kafka")
+    runner.start()
+    try:
+        # Time from the first stored batch, so the group join (seconds on Tansu) is excluded.
+        first = _wait_for(store, "kafka", 1, timeout=120)
+        already = _count(store, "kafka")
+        finished = _wait_for(store, "kafka", len(records), timeout=900)
+    finally:
+        runner.stop()
+    return per_second(len(records) - already, finished - first)
+
+
+def bench_http(store: Any, records: list[dict], batch: int) -> float:
+    app = create_app(store, TelemetryWriter(store), ShellMetrics(CollectorRegistry()),
+                     max_body_bytes=256 * 1024 * 1024)
+    server = ApiServer(app, "127.0.0.1", 0)
+    server.start()
+    for record in records:
+        record["request_id"] = "h" + record["request_id"][1:]
+    bodies = ["\n".join(json.dumps(r) for r in records[i:i + batch]).encode()
+              for i in range(0, len(records), batch)]
+    session = requests.Session()
+
+    def post(body: bytes) -> int:
+        response = session.post(f"{server.url}/v1/logs", data=body, timeout=300,
+                                headers={"Content-Type": "application/x-ndjson"})
+        response.raise_for_status()
+        return response.json()["accepted"]
+
+    started = time.perf_counter()
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            accepted = sum(pool.map(post, bodies))
+    finally:
+        elapsed = time.perf_counter() - started
+        server.stop()
+    if accepted != len(records):
+        raise RuntimeError(f"http: {accepted} of {len(records)} accepted")
+    return per_second(len(records), elapsed)
+
+
+def bench_freshness(store: Any, broker: KafkaBroker, rate: int, seconds: float,
+                    seed: int) -> list[float]:
+    topic = "bench-fresh"
+    _create_topic(broker, topic, 1)
+    runner = _runner(store, broker, topic,
+                     RunnerSettings(batch_size=5000, flush_interval_s=0.05,
+                                    poll_timeout_s=0.02), "fresh")
+    runner.start()
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, linger_ms=0)
+    producer.send(topic, b"{}")  # warm up: the group join takes a few seconds
+    producer.flush()
+    _wait_for_dead_letter(store)
+    generator = LogGenerator(seed, 1, 0, 0)
+    sent_at: list[float] = []
+    seen_at: list[float] = []
+    done = threading.Event()
+
+    def probe() -> None:
+        while not done.is_set() or len(seen_at) < len(sent_at):
+            count = _count(store, "fresh")
+            now = time.time()
+            seen_at.extend([now] * (count - len(seen_at)))
+            time.sleep(0.02)
+
+    prober = threading.Thread(target=probe, daemon=True)
+    prober.start()
+    total = int(rate * seconds)
+    tick = 0.01
+    per_tick = max(1, int(rate * tick))
+    started = time.monotonic()
+    while len(sent_at) < total:
+        due = int((time.monotonic() - started) * rate)
+        while len(sent_at) < min(due, total):
+            for record in generator.batch(min(per_tick, total - len(sent_at))):
+                now = time.time()
+                record["event_time"] = iso_millis(int(now * 1000))
+                producer.send(topic, json.dumps(record).encode())
+                sent_at.append(now)
+        producer.flush()
+        time.sleep(tick)
+    done.set()
+    prober.join(timeout=60)
+    runner.stop()
+    producer.close()
+    return [(seen - sent) * 1000 for sent, seen in zip(sent_at, seen_at, strict=False)]
+
+
+def _wait_for_dead_letter(store: Any) -> None:
+    deadline = time.monotonic() + 60
+    while not store.scalar("SELECT count() FROM dead_letters WHERE source = 'fresh'"):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the freshness collector did not start consuming in 60 s")
+        time.sleep(0.05)
+
+
+def main() -> None:
+    parser = base_parser(__doc__.splitlines()[0], rows=200_000, batch=10_000, quick_rows=20_000)
+    parser.add_argument("--per-message", type=int, default=100,
+                        help="records per Kafka message (default 100)")
+    parser.add_argument("--fresh-rate", type=int, default=2_000)
+    parser.add_argument("--fresh-seconds", type=float, default=10.0)
+    args = parse_args(parser)
+    now_ms = int(time.time() * 1000)
+    with temporary_directory("watchloop-bench-ingest-") as workdir:
+        store = open_store(f"chdb://{workdir / 'store'}")
+        Migrator(store).migrate()
+        broker = KafkaBroker(workdir / "kafka").start()
+        try:
+            generator = LogGenerator(args.seed, args.rows * 3, now_ms - 3_600_000, now_ms)
+            raw = bench_raw(store, generator.batch(args.rows), args.batch)
+            log(f"raw insert: {raw:,.0f} rows/s")
+            kafka = bench_kafka(store, broker, generator.batch(args.rows), args.per_message,
+                                args.batch)
+            log(f"kafka: {kafka:,.0f} rows/s")
+            http = bench_http(store, generator.batch(args.rows), args.batch)
+            log(f"http: {http:,.0f} rows/s")
+            freshness = bench_freshness(store, broker, args.fresh_rate, args.fresh_seconds,
+                                        args.seed + 1)
+            log(f"freshness over {len(freshness):,} records: "
+                f"p50 {percentile(freshness, 50):.0f} ms, p99 {percentile(freshness, 99):.0f} ms")
+        finally:
+            broker.stop()
+            store.close()
+    emit_result({
+        "rows": args.rows,
+        "per_message": args.per_message,
+        "kafka_rows_per_s": round(kafka),
+        "http_rows_per_s": round(http),
+        "raw_rows_per_s": round(raw),
+        "ratio": round(max(kafka, http) / raw, 3),
+        "freshness_p50_ms": round(percentile(freshness, 50), 1),
+        "freshness_p99_ms": round(percentile(freshness, 99), 1),
+        "fresh_rate_per_s": args.fresh_rate,
+    })
+
+
+if __name__ == "__main__":
+    main()
