@@ -8,10 +8,11 @@ again, so at-least-once delivery never double counts, in the raw table or in the
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -60,7 +61,14 @@ class IngestResult:
 
 def _ticks(moment: datetime) -> int:
     """Milliseconds since the epoch, the fastest form to insert into DateTime64(3)."""
-    return int(utc(moment).timestamp() * 1000)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _key(request_id: str) -> int:
+    """ClickHouse's ``halfMD5(request_id)``: 64-bit keys are far cheaper to send than strings."""
+    return int.from_bytes(hashlib.md5(request_id.encode()).digest()[:8], "big")
 
 
 class TelemetryWriter:
@@ -83,13 +91,16 @@ class TelemetryWriter:
         """Validate and store inference logs (dicts, or JSON text/bytes, one per record)."""
         result = IngestResult()
         ingest_ms = _ticks(self._clock())
+        oldest_ms = ingest_ms - LOG_RETENTION.total_seconds() * 1000
         rows: dict[str, list[Any]] = {name: [] for name in _LOG_COLUMNS}
         seen: set[str] = set()
         for index, raw in enumerate(records):
             try:
                 record = self._parse(InferenceLogRecord, raw)
                 self._check_model(record.model)
-                _check_age("event_time", record.event_time, ingest_ms, LOG_RETENTION)
+                event_ms = _ticks(record.event_time)
+                if event_ms < oldest_ms:
+                    raise ValueError(_too_old("event_time", record.event_time, LOG_RETENTION))
                 numeric, categorical = split_features(record.features)
             except ValueError as exc:
                 result.rejections.append(Rejection(index, payload_text(raw), str(exc)))
@@ -102,7 +113,7 @@ class TelemetryWriter:
             rows["request_id"].append(record.request_id)
             rows["model"].append(record.model)
             rows["model_version"].append(str(record.version))
-            rows["event_time"].append(_ticks(record.event_time))
+            rows["event_time"].append(event_ms)
             rows["ingest_time"].append(ingest_ms)
             rows["latency_ms"].append(record.latency_ms)
             rows["status"].append(record.status)
@@ -126,7 +137,8 @@ class TelemetryWriter:
         for index, raw in enumerate(records):
             try:
                 record = self._parse(LabelRecord, raw)
-                _check_age("label_time", record.label_time, ingest_ms, LABEL_RETENTION)
+                if ingest_ms - _ticks(record.label_time) > LABEL_RETENTION.total_seconds() * 1000:
+                    raise ValueError(_too_old("label_time", record.label_time, LABEL_RETENTION))
             except ValueError as exc:
                 result.rejections.append(Rejection(index, payload_text(raw), str(exc)))
                 continue
@@ -184,15 +196,17 @@ class TelemetryWriter:
         """Remove rows whose request id the store already holds (a redelivery)."""
         if not rows["request_id"]:
             return
+        # A redelivered record has the same event time, so only that range is searched. The
+        # ids travel as 64-bit hashes; the exact ids of the matches come back and are compared.
         stored = {
             request_id
             for (request_id,) in self._store.query(
                 "SELECT DISTINCT request_id FROM inference_logs "
                 "WHERE event_time BETWEEN fromUnixTimestamp64Milli({lo:Int64}, 'UTC') "
                 "AND fromUnixTimestamp64Milli({hi:Int64}, 'UTC') "
-                "AND request_id IN {ids:Array(String)}",
+                "AND halfMD5(request_id) IN {keys:Array(UInt64)}",
                 {"lo": min(rows["event_time"]), "hi": max(rows["event_time"]),
-                 "ids": rows["request_id"]},
+                 "keys": [_key(rid) for rid in rows["request_id"]]},
             )
         }
         if stored:
@@ -228,12 +242,8 @@ class TelemetryWriter:
         )
 
 
-def _check_age(field: str, moment: datetime, ingest_ms: int, retention: timedelta) -> None:
-    age_ms = ingest_ms - _ticks(moment)
-    if age_ms > retention.total_seconds() * 1000:
-        raise ValueError(
-            f"{field}: {utc(moment).isoformat()} is older than the {retention.days}-day retention"
-        )
+def _too_old(field: str, moment: datetime, retention: timedelta) -> str:
+    return f"{field}: {utc(moment).isoformat()} is older than the {retention.days}-day retention"
 
 
 def _keep(rows: dict[str, list[Any]], mask: list[bool], result: IngestResult) -> None:

@@ -20,7 +20,6 @@ rejected with a reason naming its field while the rest of its batch is kept.
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=256, strip_whitespace=True)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-FeatureValue = float | str | bool | None
+FeatureValue = bool | FiniteFloat | str | None
 
 #: Records above this many bytes of JSON are dead-lettered rather than stored.
 MAX_RECORD_BYTES = 64 * 1024
@@ -116,18 +115,11 @@ def split_features(features: dict[str, FeatureValue]) -> tuple[dict[str, float],
     """Split a feature dict into numeric and categorical maps.
 
     Numbers (and booleans, as 0/1) are numeric, strings categorical; ``None`` is a missing value
-    and is left out. A non-finite number is an error.
+    and is left out. Validation has already refused non-finite numbers.
     """
-    numeric: dict[str, float] = {}
-    categorical: dict[str, str] = {}
-    for name, value in features.items():
-        if value is None:
-            continue
-        if isinstance(value, str):
-            categorical[name] = value
-            continue
-        number = float(value)
-        if not math.isfinite(number):
-            raise ValueError(f"features.{name}: must be a finite number, got {value!r}")
-        numeric[name] = number
+    categorical = {k: v for k, v in features.items() if v.__class__ is str}
+    if len(categorical) == len(features):
+        return {}, categorical
+    numeric = {k: float(v) for k, v in features.items()
+               if v is not None and v.__class__ is not str}
     return numeric, categorical
