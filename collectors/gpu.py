@@ -135,9 +135,10 @@ class NvmlGpuPoller:
     (labels ``type`` corrected/uncorrected, ``counter`` volatile/aggregate),
     ``xid_errors_total`` (XID events seen since this poller started) and ``last_xid`` (the
     code of the latest one, 0 for none), ``process_memory_used_bytes`` (labels ``pid``,
-    ``process``, ``kind``), ``gpu_info`` (1, labels ``name``, ``pci_bus_id``), and per host
-    ``up`` (1 or 0 with ``status`` and ``reason``), ``gpu_count``. A reading the GPU does not
-    support is left out.
+    ``process``, ``kind``), ``gpu_info`` (1, labels ``name``, ``pci_bus_id``), ``gpu_up`` (0
+    with a ``reason`` for a GPU NVML lists but cannot read, e.g. one that fell off the bus),
+    and per host ``up`` (1, or 0 with ``status`` and ``reason``) and ``gpu_count``. A reading
+    the GPU does not support is left out; one that fails is left out and logged once.
 
     ``nvml`` replaces the ``pynvml`` module (imported on first use otherwise).
     """
@@ -157,6 +158,7 @@ class NvmlGpuPoller:
         self._clock = clock
         self._ready = False
         self._events: Any = None
+        self._xid_watched: set[int] = set()
         self._xid_counts: dict[int, int] = {}
         self._last_xid: dict[int, int] = {}
         self._logged: set[str] = set()
@@ -230,6 +232,7 @@ class NvmlGpuPoller:
 
     def _watch_xids(self, count: int) -> None:
         nvml = self._nvml
+        self._xid_watched = set()
         try:
             self._events = nvml.nvmlEventSetCreate()
             for index in range(count):
@@ -238,11 +241,12 @@ class NvmlGpuPoller:
                     nvml.nvmlDeviceRegisterEvents(
                         handle, nvml.nvmlEventTypeXidCriticalError, self._events
                     )
-                except nvml.NVMLError as exc:
+                except nvml.NVMLError as exc:  # not supported, or no permission (containers)
                     self._log_once(f"xid-{index}", "XID events of GPU %d not watched: %s",
                                    index, exc)
+                else:
+                    self._xid_watched.add(index)
         except nvml.NVMLError as exc:
-            self._events = None
             self._log_once("xid", "XID events not watched: %s", exc)
 
     def _shutdown(self) -> None:
@@ -257,11 +261,12 @@ class NvmlGpuPoller:
         except nvml.NVMLError as exc:
             log.debug("%s: NVML shutdown: %s", self.name, exc)
         self._events = None
+        self._xid_watched = set()
 
-    def _log_once(self, key: str, message: str, *args: Any) -> None:
+    def _log_once(self, key: str, message: str, *args: Any, level: int = logging.INFO) -> None:
         if key not in self._logged:
             self._logged.add(key)
-            log.info(f"%s: {message}", self.name, *args)
+            log.log(level, f"%s: {message}", self.name, *args)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -270,8 +275,15 @@ class NvmlGpuPoller:
         self._drain_xids()
         count = nvml.nvmlDeviceGetCount()
         for index in range(count):
-            handle = nvml.nvmlDeviceGetHandleByIndex(index)
-            uuid = _text(nvml.nvmlDeviceGetUUID(handle))
+            try:
+                handle = nvml.nvmlDeviceGetHandleByIndex(index)
+                uuid = _text(nvml.nvmlDeviceGetUUID(handle))
+            except nvml.NVMLError as exc:  # this GPU only: lost, or needs a reset
+                self._log_once(f"{index}-lost-{exc.value}", "GPU %d cannot be read: %s", index,
+                               exc, level=logging.WARNING)
+                rows.add(index, "", "nvml_gpu_up", 0, {"reason": str(exc)})
+                continue
+            rows.add(index, uuid, "nvml_gpu_up", 1)
             self._read_gpu(rows, index, uuid, handle)
         return count
 
@@ -328,7 +340,7 @@ class NvmlGpuPoller:
             errors = self._read(index, "ECC errors", lambda e=error, c=counter: (
                 nvml.nvmlDeviceGetTotalEccErrors(handle, e, c)))
             add("ecc_errors_total", errors, {"type": error_name, "counter": counter_name})
-        if self._events is not None:
+        if index in self._xid_watched:
             add("xid_errors_total", self._xid_counts.get(index, 0))
             add("last_xid", self._last_xid.get(index, 0))
         if self.settings.processes:

@@ -202,6 +202,7 @@ class TorchServeMetricsPoller(_ScrapingPoller):
                         log.info("%s: model %r is not registered any more; its default-route "
                                  "metrics are skipped", self.name, model)
                     continue
+                self._unknown_logged.discard(model)
                 version = resolved
                 labels["route"] = DEFAULT_ROUTE
             yield model, version, sample.name, sample.value, labels
@@ -251,7 +252,7 @@ class TritonMetricsPoller(_ScrapingPoller):
         service = "Triton statistics API"
         if not self.settings.models:
             response = self._get(f"{base}/v2/models/stats", service)
-            return list(self._json(response, service).get("model_stats", []))
+            return _model_stats_of(self._json(response, service), response.url)
         found: list[dict[str, Any]] = []
         for model in self.settings.models:
             url = f"{base}/v2/models/{quote(model, safe='')}/stats"
@@ -264,8 +265,16 @@ class TritonMetricsPoller(_ScrapingPoller):
                              response.text[:200])
                 continue
             self._missing_logged.discard(model)
-            found.extend(self._json(response, service).get("model_stats", []))
+            found.extend(_model_stats_of(self._json(response, service), url))
         return found
+
+
+def _model_stats_of(payload: Any, url: str) -> list[dict[str, Any]]:
+    stats = payload.get("model_stats") if isinstance(payload, dict) else None
+    if not isinstance(stats, list):
+        raise CollectorError(f"Triton statistics API at {url}: no model_stats list in "
+                             f"{str(payload)[:200]}")
+    return [entry for entry in stats if isinstance(entry, dict)]
 
 
 def stats_rows(stats: dict[str, Any]) -> Iterable[Row]:

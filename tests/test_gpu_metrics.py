@@ -216,9 +216,11 @@ def test_nvml_reads_every_gpu_on_a_gpu_machine() -> None:
     assert value(rows, 0, "nvml_up") == 1
     assert [r["value"] for r in rows if r["metric"] == "nvml_gpu_count"] == [count]
     for gpu in range(count):
+        assert value(rows, gpu, "nvml_gpu_up") == 1
         assert value(rows, gpu, "nvml_memory_total_bytes") > 0
-        assert 0 <= value(rows, gpu, "nvml_gpu_utilization_percent") <= 100
-        assert {r["gpu_uuid"] for r in rows if r["gpu"] == gpu} - {""} != set()
+        assert value(rows, gpu, "nvml_temperature_celsius") > 0
+        [uuid] = {r["gpu_uuid"] for r in rows if r["gpu"] == gpu} - {""}
+        assert uuid.startswith(("GPU-", "MIG-"))
 
 
 class StandInNvml:
@@ -229,6 +231,7 @@ class StandInNvml:
     def __init__(self) -> None:
         self.events: list[SimpleNamespace] = []
         self.broken = False
+        self.lost = False
         self.calls: list[str] = []
 
     def __getattr__(self, name: str) -> Any:
@@ -250,6 +253,8 @@ class StandInNvml:
         return 2
 
     def nvmlDeviceGetHandleByIndex(self, index: int) -> int:  # noqa: N802
+        if self.lost and index == 1:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
         return index
 
     def nvmlDeviceGetIndex(self, handle: int) -> int:  # noqa: N802
@@ -348,6 +353,16 @@ def test_nvml_gpu_path_units_errors_and_recovery_with_a_stand_in_library(
     # the failing temperature read of GPU 1 is logged once over two ticks, as is the XID
     assert len([m for m in caplog.messages if "temperature" in m]) == 1
     assert len([m for m in caplog.messages if "XID 79" in m]) == 1
+
+    # A GPU falls off the bus: the others are still read.
+    nvml.lost = True
+    lost = rows_of(list(poller.collect()))
+    nvml.lost = False
+    assert (value(lost, 1, "nvml_gpu_up"), value(lost, 0, "nvml_gpu_up")) == (0, 1)
+    assert [r["labels"]["reason"] for r in lost if r["metric"] == "nvml_gpu_up"
+            and r["gpu"] == 1] == ["GPU is lost"]
+    assert value(lost, 0, "nvml_sm_clock_mhz") == 1980
+    assert {r["metric"] for r in lost if r["gpu"] == 1} == {"nvml_gpu_up"}
 
     # NVML stops answering (driver reloaded): one row saying so, then it starts again.
     nvml.broken = True
