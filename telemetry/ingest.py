@@ -8,7 +8,6 @@ again, so at-least-once delivery never double counts, in the raw table or in the
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -17,16 +16,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .intake import SqlLogIntake
 from .records import (
     LABEL_RETENTION,
-    LOG_RETENTION,
     MAX_RECORD_BYTES,
     InferenceLogRecord,
     LabelRecord,
     Rejection,
     describe_validation_error,
     payload_text,
-    split_features,
     utc,
 )
 from .store import Store
@@ -66,11 +64,6 @@ def _ticks(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def _key(request_id: str) -> int:
-    """ClickHouse's ``halfMD5(request_id)``: 64-bit keys are far cheaper to send than strings."""
-    return int.from_bytes(hashlib.md5(request_id.encode()).digest()[:8], "big")
-
-
 class TelemetryWriter:
     """Writes validated inference logs and labels to the store; rejects go to dead letters."""
 
@@ -86,47 +79,45 @@ class TelemetryWriter:
         self._known_models = frozenset(known_models) if known_models else None
         self._max_record_bytes = max_record_bytes
         self._clock = clock or store.now
+        self._intake = SqlLogIntake(store, known_models=known_models)
 
     def write_logs(self, records: Sequence[Any], source: str) -> IngestResult:
-        """Validate and store inference logs (dicts, or JSON text/bytes, one per record)."""
+        """Validate and store inference logs (dicts, or JSON text/bytes, one per record).
+
+        Validation and the duplicate check run inside the store (``intake.SqlLogIntake``);
+        records it cannot read are explained here by the pydantic model.
+        """
         result = IngestResult()
         ingest_ms = _ticks(self._clock())
-        oldest_ms = ingest_ms - LOG_RETENTION.total_seconds() * 1000
-        rows: dict[str, list[Any]] = {name: [] for name in _LOG_COLUMNS}
-        seen: set[str] = set()
+        payloads: list[bytes] = []
+        origin: list[int] = []  # index in ``records`` of each payload sent to the store
         for index, raw in enumerate(records):
-            try:
-                record = self._parse(InferenceLogRecord, raw)
-                self._check_model(record.model)
-                event_ms = _ticks(record.event_time)
-                if event_ms < oldest_ms:
-                    raise ValueError(_too_old("event_time", record.event_time, LOG_RETENTION))
-                numeric, categorical = split_features(record.features)
-            except ValueError as exc:
-                result.rejections.append(Rejection(index, payload_text(raw), str(exc)))
+            payload = _as_json_bytes(raw)
+            if payload is None or len(payload) > self._max_record_bytes \
+                    or not payload.startswith(b"{"):
+                result.rejections.append(
+                    Rejection(index, payload_text(raw), self._explain(InferenceLogRecord, raw)))
                 continue
-            if record.request_id in seen:
-                result.duplicates += 1
-                continue
-            seen.add(record.request_id)
-            prediction = record.prediction
-            rows["request_id"].append(record.request_id)
-            rows["model"].append(record.model)
-            rows["model_version"].append(str(record.version))
-            rows["event_time"].append(event_ms)
-            rows["ingest_time"].append(ingest_ms)
-            rows["latency_ms"].append(record.latency_ms)
-            rows["status"].append(record.status)
-            rows["error"].append(record.error)
-            rows["numeric_features"].append(numeric)
-            rows["categorical_features"].append(categorical)
-            rows["prediction"].append(None if isinstance(prediction, str) else prediction)
-            rows["prediction_label"].append(prediction if isinstance(prediction, str) else "")
-            rows["source"].append(source)
-        self._drop_stored_logs(rows, result)
-        result.accepted = self._store.insert_columns("inference_logs", rows)
+            payloads.append(payload)
+            origin.append(index)
+        if payloads:
+            outcome = self._intake.write(payloads, ingest_ms, source)
+            result.accepted, result.duplicates = outcome.accepted, outcome.duplicates
+            for position, reason in outcome.rejected:
+                index = origin[position]
+                result.rejections.append(Rejection(index, payload_text(records[index]), reason))
+            for position in outcome.unparsed:
+                index = origin[position]
+                raw = records[index]
+                result.rejections.append(
+                    Rejection(index, payload_text(raw), self._explain(InferenceLogRecord, raw)))
+            result.rejections.sort(key=lambda r: r.index)
         self._dead_letter(result, source, "inference_log", ingest_ms)
         return result
+
+    def close(self) -> None:
+        """Release the store's scratch tables."""
+        self._intake.close()
 
     def write_labels(self, records: Sequence[Any], source: str) -> IngestResult:
         """Validate and store delayed labels (dicts, or JSON text/bytes, one per record)."""
@@ -184,6 +175,14 @@ class TelemetryWriter:
         except ValidationError as exc:
             raise ValueError(describe_validation_error(exc)) from None
 
+    def _explain(self, model: Any, raw: Any) -> str:
+        """Why a record the store could not read is invalid, in the pydantic model's words."""
+        try:
+            self._parse(model, raw)
+        except ValueError as exc:
+            return str(exc)
+        return "record: not a JSON object the store can read (check its encoding)"
+
     def _too_large(self, size: int) -> str:
         return f"record: {size} bytes exceeds the limit of {self._max_record_bytes} bytes"
 
@@ -191,26 +190,6 @@ class TelemetryWriter:
         if self._known_models is not None and model not in self._known_models:
             known = ", ".join(sorted(self._known_models))
             raise ValueError(f"model: unknown model {model!r} (configured models: {known})")
-
-    def _drop_stored_logs(self, rows: dict[str, list[Any]], result: IngestResult) -> None:
-        """Remove rows whose request id the store already holds (a redelivery)."""
-        if not rows["request_id"]:
-            return
-        # A redelivered record has the same event time, so only that range is searched. The
-        # ids travel as 64-bit hashes; the exact ids of the matches come back and are compared.
-        stored = {
-            request_id
-            for (request_id,) in self._store.query(
-                "SELECT DISTINCT request_id FROM inference_logs "
-                "WHERE event_time BETWEEN fromUnixTimestamp64Milli({lo:Int64}, 'UTC') "
-                "AND fromUnixTimestamp64Milli({hi:Int64}, 'UTC') "
-                "AND halfMD5(request_id) IN {keys:Array(UInt64)}",
-                {"lo": min(rows["event_time"]), "hi": max(rows["event_time"]),
-                 "keys": [_key(rid) for rid in rows["request_id"]]},
-            )
-        }
-        if stored:
-            _keep(rows, [rid not in stored for rid in rows["request_id"]], result)
 
     def _drop_stored_labels(self, rows: dict[str, list[Any]], result: IngestResult) -> None:
         if not rows["request_id"]:
@@ -240,6 +219,20 @@ class TelemetryWriter:
                 "payload": [r.payload for r in result.rejections],
             },
         )
+
+
+def _as_json_bytes(raw: Any) -> bytes | None:
+    """A record as JSON bytes, or None when it cannot be one."""
+    if isinstance(raw, bytes):
+        return raw.strip()
+    if isinstance(raw, str):
+        return raw.strip().encode()
+    if isinstance(raw, dict):
+        try:
+            return json.dumps(raw, default=str).encode()
+        except (TypeError, ValueError):
+            return None
+    return None
 
 
 def _too_old(field: str, moment: datetime, retention: timedelta) -> str:

@@ -133,6 +133,13 @@ class Store:
             self._client.insert(table, data, column_names=names, column_oriented=True)
         return count
 
+    def raw_insert(self, table: str, data: bytes, fmt: str,
+                   settings: Mapping[str, Any] | None = None) -> None:
+        """Insert data already in a ClickHouse input format (e.g. JSONEachRow) for it to parse."""
+        with self._translated(f"insert into {table}"):
+            self._client.raw_insert(
+                table, insert_block=data, fmt=fmt, settings=dict(settings or {}))
+
     def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[tuple]:
         """Run a SELECT with bound ``{name:Type}`` parameters and return its rows."""
         with self._translated("query"):

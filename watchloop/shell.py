@@ -146,7 +146,10 @@ class Shell:
                 log.exception("stopping %s failed", component.name)
         if self.api is not None:
             self.api.stop()
-        self.store.close()
+        try:
+            self.writer.close()
+        finally:
+            self.store.close()
         log.info("stopped; the store is closed")
 
 
