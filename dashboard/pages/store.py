@@ -42,7 +42,7 @@ def main() -> None:
     if per_minute.empty:
         st.info("No inference logs in this time range yet.")
     else:
-        figure = px.line(per_minute, x="minute", y="requests", color="version")
+        figure = px.line(per_minute, x="minute", y="requests", color="version", markers=True)
         figure.update_layout(height=300, margin={"l": 0, "r": 0, "t": 10, "b": 0})
         st.plotly_chart(figure, width="stretch")
         st.dataframe(data.model_traffic(minutes), hide_index=True, width="stretch")
