@@ -17,9 +17,11 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from collectors.gpu import DcgmExporterSettings, NvmlSettings
 from collectors.kafka_source import KafkaSourceSettings
 from collectors.redis_source import RedisStreamSettings
 from collectors.runner import RunnerSettings
+from collectors.serving_metrics import TorchServeMetricsSettings, TritonMetricsSettings
 from telemetry.errors import WatchloopError
 
 DEFAULT_CONFIG_FILE = "watchloop.yaml"
@@ -93,12 +95,18 @@ SourceSettings = Annotated[
     KafkaSourceSettings | RedisStreamSettings, Field(discriminator="type")
 ]
 
+PollerSettings = Annotated[
+    TorchServeMetricsSettings | TritonMetricsSettings | NvmlSettings | DcgmExporterSettings,
+    Field(discriminator="type"),
+]
+
 
 class CollectorsSettings(Settings):
     """Where inference logs and labels come from, and what is scraped."""
 
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
     sources: list[SourceSettings] = Field(default_factory=list)
+    pollers: list[PollerSettings] = Field(default_factory=list)
 
 
 class WatchloopConfig(Settings):

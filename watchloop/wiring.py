@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
+from collectors.base import MetricPoller
+from collectors.gpu import DcgmExporterPoller, DcgmExporterSettings, NvmlGpuPoller, NvmlSettings
 from collectors.health import HealthBoard
 from collectors.kafka_source import KafkaSource, KafkaSourceSettings
 from collectors.redis_source import RedisStreamSettings, RedisStreamSource
 from collectors.runner import CollectorRunner
+from collectors.serving_metrics import (
+    TorchServeMetricsPoller,
+    TorchServeMetricsSettings,
+    TritonMetricsPoller,
+    TritonMetricsSettings,
+)
 from telemetry import Store, TelemetryWriter
 
 from .config import WatchloopConfig
@@ -21,6 +29,19 @@ def build_writer(config: WatchloopConfig, store: Store) -> TelemetryWriter:
     )
 
 
+def build_poller(settings: object) -> MetricPoller:
+    """The metric poller a ``collectors.pollers`` entry selects by its ``type``."""
+    if isinstance(settings, TorchServeMetricsSettings):
+        return TorchServeMetricsPoller(settings)
+    if isinstance(settings, TritonMetricsSettings):
+        return TritonMetricsPoller(settings)
+    if isinstance(settings, NvmlSettings):
+        return NvmlGpuPoller(settings)
+    if isinstance(settings, DcgmExporterSettings):
+        return DcgmExporterPoller(settings)
+    raise TypeError(f"no poller for settings of type {type(settings).__name__}")
+
+
 def build_components(
     config: WatchloopConfig, store: Store, writer: TelemetryWriter, registry: CollectorRegistry
 ) -> list[Component]:
@@ -32,7 +53,7 @@ def build_components(
             sources.append(KafkaSource(settings))
         elif isinstance(settings, RedisStreamSettings):
             sources.append(RedisStreamSource(settings))
-    pollers: list = []
+    pollers = [build_poller(settings) for settings in config.collectors.pollers]
     if sources or pollers:
         components.append(CollectorRunner(
             store, writer, sources=sources, pollers=pollers,
