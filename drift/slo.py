@@ -1,0 +1,229 @@
+"""Latency and error monitors from the per-minute rollup, and SLO error-budget burn rates.
+
+Windows are whole minutes: a window of length W evaluated at ``now`` covers the minutes in
+``[floor(now) - W, floor(now))``, so that a minute still filling up never counts.
+
+* Traffic (``LatencyMonitor``): requests, errors, error rate, throughput, mean/max latency
+  and p50/p90/p95/p99 (merged quantile states) from ``inference_rollup_1m``.
+* SLOs (``SLOMonitor``): an availability SLO counts errors from the rollup; a latency SLO
+  counts successful requests slower than its threshold in ``inference_logs`` (the rollup
+  keeps quantiles, which cannot say how many requests exceeded an arbitrary threshold).
+  Burn rate = bad fraction / (1 - objective); a multiwindow alert fires when both its long
+  and its short window burn faster than its factor (Google SRE workbook, chapter 5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from telemetry import PointInTime, Store
+from telemetry.records import utc
+
+from .settings import LatencySettings, SLOSettings
+
+
+def floor_minute(moment: datetime) -> datetime:
+    """The start of ``moment``'s minute, in UTC."""
+    return utc(moment).replace(second=0, microsecond=0)
+
+
+def window_label(length: timedelta) -> str:
+    """A window length as the workbook writes it: 5m, 1h, 3d."""
+    seconds = int(length.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+@dataclass(frozen=True)
+class TrafficStats:
+    """Requests, errors and latency of a model version over a window."""
+
+    model: str
+    version: str
+    window_start: datetime
+    window_end: datetime
+    requests: int
+    errors: int
+    latency_mean_ms: float
+    latency_max_ms: float
+    p50_ms: float
+    p90_ms: float
+    p95_ms: float
+    p99_ms: float
+
+    @property
+    def error_rate(self) -> float:
+        """Errors per request (0 without traffic)."""
+        return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def throughput_rps(self) -> float:
+        """Requests per second over the window."""
+        seconds = (self.window_end - self.window_start).total_seconds()
+        return self.requests / seconds if seconds > 0 else 0.0
+
+    def metrics(self) -> dict[str, float]:
+        """Every number, keyed as written to monitor_results."""
+        return {
+            "requests": float(self.requests), "errors": float(self.errors),
+            "error_rate": self.error_rate, "throughput_rps": self.throughput_rps,
+            "latency_mean_ms": self.latency_mean_ms, "latency_max_ms": self.latency_max_ms,
+            "latency_p50_ms": self.p50_ms, "latency_p90_ms": self.p90_ms,
+            "latency_p95_ms": self.p95_ms, "latency_p99_ms": self.p99_ms,
+        }
+
+
+class LatencyMonitor:
+    """Traffic statistics per model version, from the per-minute rollup."""
+
+    def __init__(self, store: Store, settings: LatencySettings | None = None) -> None:
+        self._store = store
+        self.settings = settings or LatencySettings()
+
+    def evaluate(
+        self, now: datetime, *, model: str | None = None, version: str | None = None,
+        window: timedelta | None = None,
+    ) -> list[TrafficStats]:
+        """Stats of every model version with traffic in the window ending at ``now``'s
+        minute (or only ``model``/``version``)."""
+        end = floor_minute(now)
+        start = end - (window or self.settings.window)
+        rows = self._store.query(
+            "SELECT model, model_version, sum(requests), sum(errors), sum(latency_sum_ms), "
+            "max(latency_max_ms), quantilesMerge(0.5, 0.9, 0.95, 0.99)(latency_quantiles) "
+            "FROM inference_rollup_1m "
+            "WHERE minute >= {start:DateTime('UTC')} AND minute < {end:DateTime('UTC')} "
+            "AND ({m:String} = '' OR model = {m:String}) "
+            "AND ({v:String} = '' OR model_version = {v:String}) "
+            "GROUP BY model, model_version ORDER BY model, model_version",
+            {"start": start, "end": end, "m": model or "", "v": version or ""},
+        )
+        return [
+            TrafficStats(m, v, start, end, int(n), int(e), float(total) / n if n else 0.0,
+                         float(peak), *(float(x) for x in q))
+            for m, v, n, e, total, peak, q in rows
+        ]
+
+
+@dataclass(frozen=True)
+class BurnRate:
+    """How fast one window spent the error budget."""
+
+    window: timedelta
+    requests: int
+    bad: int
+    burn_rate: float
+
+    @property
+    def bad_fraction(self) -> float:
+        """Bad events per event (0 without traffic)."""
+        return self.bad / self.requests if self.requests else 0.0
+
+
+@dataclass(frozen=True)
+class BurnAlert:
+    """A multiwindow burn-rate condition and whether it holds."""
+
+    severity: str
+    long: timedelta
+    short: timedelta
+    factor: float
+    long_burn: float
+    short_burn: float
+
+    @property
+    def firing(self) -> bool:
+        """Both windows burn faster than the factor."""
+        return self.long_burn > self.factor and self.short_burn > self.factor
+
+
+@dataclass(frozen=True)
+class SLOStatus:
+    """An SLO of a model version at a moment: burn rates, alerts and budget left."""
+
+    slo: SLOSettings
+    model: str
+    version: str
+    at: datetime
+    burn_rates: tuple[BurnRate, ...]
+    alerts: tuple[BurnAlert, ...]
+    period: BurnRate
+
+    @property
+    def budget_remaining(self) -> float:
+        """The share of the period's error budget left (negative when overspent)."""
+        return 1.0 - self.period.burn_rate
+
+    def burn(self, window: timedelta) -> BurnRate:
+        """The burn rate over ``window``."""
+        for rate in self.burn_rates:
+            if rate.window == window:
+                return rate
+        raise KeyError(f"no burn rate over {window}")
+
+
+class SLOMonitor:
+    """Evaluates SLOs: burn rates over the configured windows and the period's budget."""
+
+    def __init__(self, store: Store, slos: Sequence[SLOSettings] = ()) -> None:
+        self._store = store
+        self.slos = tuple(slos)
+
+    def evaluate(
+        self, slo: SLOSettings, model: str, version: str, now: datetime,
+        *, as_of: datetime | None = None,
+    ) -> SLOStatus:
+        """The SLO's burn rates for a model version at ``now`` (whole minutes)."""
+        end = floor_minute(now)
+        burn_windows = {w for b in slo.burn_windows for w in (b.long, b.short)}
+        windows = sorted(burn_windows | {slo.period})
+        counts = self._counts(slo, model, version, end, windows, as_of)
+        budget = 1.0 - slo.objective
+        rates = {w: BurnRate(w, n, bad, (bad / n) / budget if n else 0.0)
+                 for w, (n, bad) in zip(windows, counts, strict=True)}
+        alerts = tuple(
+            BurnAlert(b.severity, b.long, b.short, b.factor, rates[b.long].burn_rate,
+                      rates[b.short].burn_rate)
+            for b in slo.burn_windows
+        )
+        shown = tuple(rates[w] for w in windows if w in burn_windows)
+        return SLOStatus(slo, model, str(version), end, shown, alerts, rates[slo.period])
+
+    def _counts(
+        self, slo: SLOSettings, model: str, version: str, end: datetime,
+        windows: list[timedelta], as_of: datetime | None,
+    ) -> list[tuple[int, int]]:
+        params: dict[str, object] = {"m": model, "v": str(version), "end": end,
+                                     "start": end - max(windows)}
+        if slo.kind == "availability":
+            time_col, total, bad = "minute", "requests", "errors"
+            source = "inference_rollup_1m"
+            time_type = "DateTime('UTC')"
+            where = ""
+        else:
+            time_col, total, bad = "event_time", "1", "latency_ms > {thr:Float64}"
+            pit = PointInTime(as_of)
+            source = pit.source("inference_logs")
+            params.update(pit.params, thr=slo.threshold_ms)
+            time_type = "DateTime64(3, 'UTC')"
+            where = "AND status = 'ok' "
+        parts = []
+        for i, window in enumerate(windows):
+            params[f"w{i}"] = end - window
+            since = f"{time_col} >= {{w{i}:{time_type}}}"
+            if slo.kind == "availability":
+                parts.append(f"sumIf({total}, {since}), sumIf({bad}, {since})")
+            else:
+                parts.append(f"countIf({since}), countIf({since} AND {bad})")
+        row = self._store.query(
+            f"SELECT {', '.join(parts)} FROM {source} "
+            "WHERE model = {m:String} AND model_version = {v:String} "
+            f"AND {time_col} >= {{start:{time_type}}} AND {time_col} < {{end:{time_type}}} "
+            f"{where}",
+            params,
+        )[0]
+        return [(int(row[2 * i]), int(row[2 * i + 1])) for i in range(len(windows))]
