@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -58,10 +59,11 @@ instance_group [{ kind: KIND_CPU, count: 1 }]
 
 
 class StepClock:
-    """A clock that moves one second per reading, so scrape and ingest times differ."""
+    """A clock that moves one second per reading, so scrape and ingest times differ. It starts
+    at the real time: the table's TTL would soon drop rows from a fixed date in the past."""
 
     def __init__(self) -> None:
-        self.now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+        self.now = datetime.now(UTC).replace(microsecond=0)
         self.readings: list[datetime] = []
 
     def __call__(self) -> datetime:
@@ -75,6 +77,21 @@ def rows_of(result: list[MetricRows]) -> list[dict]:
     columns = result[0].columns
     names = list(columns)
     return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+
+
+def collect_until(poller, done, timeout: float = 15) -> tuple[list[MetricRows], list[dict]]:
+    """Scrape until ``done(rows)``, or return the last scrape after ``timeout`` seconds.
+
+    The servers count a request after its response is sent, so a scrape right after the last
+    response may not include it yet.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = list(poller.collect())
+        rows = rows_of(result)
+        if done(rows) or time.monotonic() > deadline:
+            return result, rows
+        time.sleep(0.1)
 
 
 def counts(rows: list[dict], model: str, metric: str) -> dict[tuple[str, str], float]:
@@ -138,27 +155,25 @@ def test_torchserve_counts_land_on_the_version_that_served_them_default_route_in
     predict(torchserve_server, f"{model}/2.0", 2)
     predict(torchserve_server, f"{model}/1.0", 1)
 
+    expected = {("1.0", "default"): 3.0, ("1.0", ""): 1.0, ("2.0", ""): 2.0}
     clock = StepClock()
     poller = torchserve_poller(torchserve_server, clock)
     assert isinstance(poller, MetricPoller)
     try:
-        result = list(poller.collect())
+        result, rows = collect_until(
+            poller, lambda rows: counts(rows, model, "ts_inference_requests_total") == expected
+        )
     finally:
         poller.close()
-    rows = rows_of(result)
 
-    assert counts(rows, model, "ts_inference_requests_total") == {
-        ("1.0", "default"): 3.0,
-        ("1.0", ""): 1.0,
-        ("2.0", ""): 2.0,
-    }
+    assert counts(rows, model, "ts_inference_requests_total") == expected
     assert "default" not in {r["model_version"] for r in rows}
     latency = counts(rows, model, "ts_inference_latency_microseconds")
     assert set(latency) == {("1.0", "default"), ("1.0", ""), ("2.0", "")}
     assert all(value > 0 for value in latency.values())
     assert {r["server"] for r in rows} == {"torchserve"}
-    assert {r["ts"] for r in rows} == {epoch_ms(clock.readings[0])}
-    assert {r["ingest_time"] for r in rows} == {epoch_ms(clock.readings[1])}
+    assert {r["ts"] for r in rows} == {epoch_ms(clock.readings[-2])}
+    assert {r["ingest_time"] for r in rows} == {epoch_ms(clock.readings[-1])}
     assert all(r["labels"]["hostname"] for r in rows if r["metric"].startswith("ts_"))
 
     # The rows fit the table as they are, and per-version totals read back as sent.
@@ -182,7 +197,10 @@ def test_torchserve_default_route_follows_set_default(
         swapped = requests.put(f"{management}/models/{model}/2.0/set-default", timeout=10)
         assert swapped.status_code == 200, swapped.text
         predict(torchserve_server, model, 2)
-        after = counts(rows_of(list(poller.collect())), model, "ts_inference_requests_total")
+        target = before[("1.0", "default")] + 2
+        _, rows = collect_until(poller, lambda rows: counts(
+            rows, model, "ts_inference_requests_total").get(("2.0", "default")) == target)
+        after = counts(rows, model, "ts_inference_requests_total")
     finally:
         requests.put(f"{management}/models/{model}/1.0/set-default", timeout=10)
         poller.close()
@@ -249,21 +267,25 @@ def test_triton_success_counts_per_version_from_metrics_and_stats(
         metrics_url=triton_server.metrics_url, http_url=triton_server.http_url, timeout_s=10
     )
     poller = TritonMetricsPoller(settings, clock=StepClock())
-    try:
-        rows = rows_of(list(poller.collect()))
-    finally:
-        poller.close()
 
-    def per_version(metric: str) -> dict[str, float]:
+    def per_version(metric: str, rows: list[dict]) -> dict[str, float]:
         found = counts(rows, triton_model, metric)
         return {version: value for (version, _), value in found.items()}
 
-    assert per_version("nv_inference_request_success") == {"1": 5.0, "2": 2.0}
-    assert per_version("triton_stats_success_count") == {"1": 5.0, "2": 2.0}
-    assert per_version("triton_stats_inference_count") == {"1": 5.0, "2": 2.0}
-    assert per_version("triton_stats_fail_count") == {"1": 0.0, "2": 0.0}
-    assert all(v > 0 for v in per_version("triton_stats_success_ns").values())
-    assert all(v > 0 for v in per_version("nv_inference_request_duration_us").values())
+    sent = {"1": 5.0, "2": 2.0}
+    try:
+        _, rows = collect_until(poller, lambda rows: (
+            per_version("nv_inference_request_success", rows) == sent
+            and per_version("triton_stats_success_count", rows) == sent))
+    finally:
+        poller.close()
+
+    assert per_version("nv_inference_request_success", rows) == sent
+    assert per_version("triton_stats_success_count", rows) == sent
+    assert per_version("triton_stats_inference_count", rows) == sent
+    assert per_version("triton_stats_fail_count", rows) == {"1": 0.0, "2": 0.0}
+    assert all(v > 0 for v in per_version("triton_stats_success_ns", rows).values())
+    assert all(v > 0 for v in per_version("nv_inference_request_duration_us", rows).values())
     failures = [r for r in rows if r["model"] == triton_model
                 and r["metric"] == "nv_inference_request_failure"]
     assert {r["labels"]["reason"] for r in failures} >= {"BACKEND", "REJECTED"}
