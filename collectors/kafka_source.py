@@ -35,6 +35,7 @@ class KafkaSourceSettings(BaseModel):
     session_timeout_ms: int = 10_000
     max_poll_interval_ms: int = 300_000
     fetch_max_wait_ms: int = 100  # how long the broker may hold a fetch: bounds freshness
+    max_partition_fetch_bytes: int = 8 * 1024 * 1024
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
@@ -74,6 +75,7 @@ class KafkaSource:
             "heartbeat_interval_ms": max(100, s.session_timeout_ms // 3),
             "max_poll_interval_ms": s.max_poll_interval_ms,
             "fetch_max_wait_ms": s.fetch_max_wait_ms,
+            "max_partition_fetch_bytes": s.max_partition_fetch_bytes,
             "security_protocol": s.security_protocol,
             "client_id": f"watchloop-{s.name}",
         }

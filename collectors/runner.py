@@ -111,6 +111,13 @@ class CollectorRunner:
                         log.warning("%s: %s (retrying)", source.name, exc)
                     self._stop.wait(settings.backoff_initial_s * 10)
                     continue
+                except Exception as exc:  # keep consuming; nothing was acknowledged
+                    if self.health.failed(source.name, f"{type(exc).__name__}: {exc}",
+                                          store=False):
+                        log.exception("%s: unexpected error while polling; retrying",
+                                      source.name)
+                    self._stop.wait(settings.backoff_initial_s * 10)
+                    continue
                 if batch.records:
                     if not buffer:
                         oldest = time.monotonic()
@@ -190,6 +197,11 @@ class CollectorRunner:
                 except CollectorError as exc:
                     if self.health.failed(poller.name, str(exc), store=False):
                         log.warning("%s: %s", poller.name, exc)
+                except Exception as exc:  # a bug must not end the poller's thread for good
+                    if self.health.failed(poller.name, f"{type(exc).__name__}: {exc}",
+                                          store=False):
+                        log.exception("%s: unexpected error; trying again next tick",
+                                      poller.name)
                 self._store_metrics(poller.name, pending)
                 elapsed = time.monotonic() - started
                 self._stop.wait(max(0.0, poller.interval_s - elapsed))
