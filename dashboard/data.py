@@ -76,3 +76,21 @@ def requests_per_minute(minutes: int) -> pd.DataFrame:
         "GROUP BY minute, version ORDER BY minute",
         {"m": minutes},
     )
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def collector_health() -> pd.DataFrame:
+    """Each collector's newest health record."""
+    return pd.DataFrame(queries.collector_health(get_store()))
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def kafka_lag(minutes: int) -> pd.DataFrame:
+    """Lag and worst partition status per consumer group and topic."""
+    return pd.DataFrame(queries.kafka_lag_by_group(get_store(), minutes))
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def gpus(minutes: int) -> pd.DataFrame:
+    """Each GPU's newest readings."""
+    return pd.DataFrame(queries.gpu_latest(get_store(), minutes))

@@ -79,3 +79,57 @@ def model_traffic(store: Store, minutes: int = 60) -> list[dict]:
         "GROUP BY model, model_version ORDER BY model, model_version",
         {"minutes": minutes},
     )
+
+
+def collector_health(store: Store) -> list[dict]:
+    """The newest health record of every collector."""
+    return store.query_dicts(
+        "SELECT collector, argMax(kind, ts) AS kind, max(ts) AS as_of, "
+        "argMax(rows_in, ts) AS rows_in, argMax(rows_out, ts) AS rows_out, "
+        "argMax(dead_letters, ts) AS dead_letters, argMax(duplicates, ts) AS duplicates, "
+        "argMax(store_retries, ts) AS store_retries, argMax(lag, ts) AS lag, "
+        "argMax(last_success, ts) AS last_success, argMax(last_error, ts) AS last_error "
+        "FROM collector_health GROUP BY collector ORDER BY collector"
+    )
+
+
+STATUS_SEVERITY = {"OK": 0, "WARN": 1, "REWIND": 2, "STALL": 3, "STOP": 4}
+
+
+def kafka_lag_by_group(store: Store, minutes: int = 15) -> list[dict]:
+    """Per consumer group and topic: total lag, the oldest unconsumed record's age, and the
+    worst partition status with its reason, from each partition's newest sample."""
+    return store.query_dicts(
+        "SELECT consumer_group, topic, sum(lag) AS lag_messages, max(age) AS lag_seconds, "
+        "count() AS partitions, "
+        "argMax(st, multiIf(st = 'STOP', 4, st = 'STALL', 3, st = 'REWIND', 2, "
+        "                   st = 'WARN', 1, 0)) AS status, "
+        "argMax(why, multiIf(st = 'STOP', 4, st = 'STALL', 3, st = 'REWIND', 2, "
+        "                    st = 'WARN', 1, 0)) AS reason, max(at) AS as_of "
+        "FROM (SELECT consumer_group, topic, partition, argMax(lag_messages, ts) AS lag, "
+        "      argMax(lag_seconds, ts) AS age, argMax(status, ts) AS st, "
+        "      argMax(reason, ts) AS why, max(ts) AS at FROM kafka_lag "
+        "      WHERE ts >= now() - toIntervalMinute({m:UInt32}) "
+        "      GROUP BY consumer_group, topic, partition) "
+        "GROUP BY consumer_group, topic ORDER BY consumer_group, topic",
+        {"m": minutes},
+    )
+
+
+def gpu_latest(store: Store, minutes: int = 15) -> list[dict]:
+    """Each GPU's newest utilisation, memory, temperature and power (NVML or DCGM names)."""
+    return store.query_dicts(
+        "SELECT host, gpu, any(gpu_uuid) AS uuid, max(ts) AS as_of, "
+        "argMaxIf(value, ts, metric IN ('nvml_gpu_utilization_percent', "
+        "  'DCGM_FI_DEV_GPU_UTIL')) AS util_percent, "
+        # DCGM reports framebuffer memory in MiB, NVML in bytes
+        "argMaxIf(if(metric = 'DCGM_FI_DEV_FB_USED', value * 1048576, value), ts, "
+        "  metric IN ('nvml_memory_used_bytes', 'DCGM_FI_DEV_FB_USED')) AS memory_used_bytes, "
+        "argMaxIf(value, ts, metric IN ('nvml_temperature_celsius', 'DCGM_FI_DEV_GPU_TEMP')) "
+        "  AS temperature_c, "
+        "argMaxIf(value, ts, metric IN ('nvml_power_usage_watts', 'DCGM_FI_DEV_POWER_USAGE')) "
+        "  AS power_w "
+        "FROM gpu_metrics WHERE ts >= now() - toIntervalMinute({m:UInt32}) AND gpu_uuid != '' "
+        "GROUP BY host, gpu ORDER BY host, gpu",
+        {"m": minutes},
+    )
