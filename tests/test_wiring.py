@@ -75,3 +75,19 @@ def test_a_poller_with_an_unknown_type_is_a_config_error_naming_the_types():
     [problem] = caught.value.problems
     assert problem.key == "collectors.pollers[0].type" and problem.line == 3
     assert "'dcgm-exporter'" in problem.message and "'nvml'" in problem.message
+
+
+@pytest.mark.parametrize(("entry", "class_name"), [
+    ("{type: torchserve-metrics}", "TorchServeMetricsPoller"),
+    ("{type: triton-metrics}", "TritonMetricsPoller"),
+    ("{type: nvml}", "NvmlGpuPoller"),
+    ("{type: dcgm-exporter}", "DcgmExporterPoller"),
+    ("{type: kafka-lag, bootstrap_servers: '127.0.0.1:9'}", "KafkaLagPoller"),
+])
+def test_each_poller_type_builds_its_poller(entry, class_name):
+    from watchloop.wiring import build_poller
+
+    config = parse_config(f"collectors:\n  pollers:\n    - {entry}\n", "w.yaml", {})
+    poller = build_poller(config.collectors.pollers[0])
+    assert type(poller).__name__ == class_name
+    poller.close()

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from collectors.gpu import DcgmExporterSettings, NvmlSettings
+from collectors.kafka_lag import KafkaLagSettings
 from collectors.kafka_source import KafkaSourceSettings
 from collectors.redis_source import RedisStreamSettings
 from collectors.runner import RunnerSettings
@@ -96,7 +97,11 @@ SourceSettings = Annotated[
 ]
 
 PollerSettings = Annotated[
-    TorchServeMetricsSettings | TritonMetricsSettings | NvmlSettings | DcgmExporterSettings,
+    TorchServeMetricsSettings
+    | TritonMetricsSettings
+    | NvmlSettings
+    | DcgmExporterSettings
+    | KafkaLagSettings,
     Field(discriminator="type"),
 ]
 

@@ -7,6 +7,7 @@ from prometheus_client import CollectorRegistry
 from collectors.base import MetricPoller
 from collectors.gpu import DcgmExporterPoller, DcgmExporterSettings, NvmlGpuPoller, NvmlSettings
 from collectors.health import HealthBoard
+from collectors.kafka_lag import KafkaLagPoller, KafkaLagSettings
 from collectors.kafka_source import KafkaSource, KafkaSourceSettings
 from collectors.redis_source import RedisStreamSettings, RedisStreamSource
 from collectors.runner import CollectorRunner
@@ -39,6 +40,8 @@ def build_poller(settings: object) -> MetricPoller:
         return NvmlGpuPoller(settings)
     if isinstance(settings, DcgmExporterSettings):
         return DcgmExporterPoller(settings)
+    if isinstance(settings, KafkaLagSettings):
+        return KafkaLagPoller(settings)
     raise TypeError(f"no poller for settings of type {type(settings).__name__}")
 
 
