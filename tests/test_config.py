@@ -46,6 +46,17 @@ def test_a_bad_config_names_every_key_its_line_and_what_was_expected():
     assert "NO_SUCH_VARIABLE is not set" in problems["console.port"][1]
 
 
+def test_a_password_written_into_a_url_is_refused_but_an_env_reference_is_expanded():
+    problems = _problems("collectors:\n  sources:\n    - type: redis-stream\n"
+                         "      url: redis://:hunter2@cache:6379/0\n")
+    assert problems["collectors.sources[0].url"][0] == 4
+    assert "must come from the environment" in problems["collectors.sources[0].url"][1]
+    config = parse_config("collectors:\n  sources:\n    - type: redis-stream\n"
+                          "      url: redis://:${REDIS_PW}@cache:6379/0\n", "f",
+                          {"REDIS_PW": "pw-9"})
+    assert config.collectors.sources[0].url == "redis://:pw-9@cache:6379/0"
+
+
 def test_an_unknown_backend_type_lists_the_known_ones():
     problems = _problems("store:\n  type: postgres\n")
     assert problems["store.type"][0] == 2

@@ -28,6 +28,7 @@ from telemetry.errors import WatchloopError
 DEFAULT_CONFIG_FILE = "watchloop.yaml"
 CONFIG_ENV = "WATCHLOOP_CONFIG"
 SECRET_KEYS = frozenset({"token", "password", "api_key", "app_key", "secret"})
+_URL_PASSWORD = re.compile(r"://[^/@:\s]*:([^/@\s]+)@")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -241,6 +242,12 @@ def _expand(value: Any, path: tuple, env: Any, lines: dict, problems: list) -> A
         return None
     if not isinstance(value, str):
         return value
+    password = _URL_PASSWORD.search(value)
+    if password and not _ENV_REF.fullmatch(password[1]):
+        problems.append(ConfigProblem(
+            _key(path), "a password in a URL must come from the environment: write "
+            "scheme://user:${SOME_ENV_VAR}@host", _nearest_line(lines, path)))
+        return _URL_PASSWORD.sub("://***@", value)
 
     def substitute(match: re.Match) -> str:
         name, default = match[1], match[2]
