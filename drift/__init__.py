@@ -11,6 +11,7 @@ on-demand Evidently HTML report (``EvidentlyReport``).
 from .builder import ProfileBuilder
 from .detector import ColumnDrift, DriftMonitor, DriftReport
 from .errors import DriftError, ProfileError, ProfileNotFoundError, ReportError
+from .frames import log_columns
 from .histograms import ColumnRef, Histogram, ValueCounts, Window, WindowStatistics
 from .profiles import (
     DATASET,
@@ -86,4 +87,5 @@ __all__ = [
     "Window",
     "WindowStatistics",
     "latest_metrics",
+    "log_columns",
 ]

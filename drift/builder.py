@@ -18,6 +18,8 @@ from telemetry import Store
 from .errors import ProfileError
 from .histograms import ColumnRef, ColumnSummary, Window, WindowStatistics, column_ref
 from .profiles import (
+    LABEL,
+    PREDICTION,
     CategoricalProfile,
     ColumnProfile,
     NumericProfile,
@@ -82,7 +84,7 @@ class ProfileBuilder:
         return ReferenceProfile(
             model=model, version=str(version), created_at=self._clock(), source="training",
             rows=len(frame), features=profiled, task=task,
-            prediction=self._frame_column(frame[prediction], prediction, "prediction")
+            prediction=self._frame_column(frame[prediction], PREDICTION, "prediction")
             if prediction else None,
             label=self._frame_label(frame[label], task) if label else None,
         )
@@ -100,7 +102,8 @@ class ProfileBuilder:
             x = values.to_numpy(dtype=np.float64)
             finite = np.isfinite(x)
             return numeric_profile(name, role, x[finite], missing + int((~finite).sum()),
-                                   bins=self.settings.bins, exact_limit=self.settings.exact_limit)
+                                   bins=self.settings.bins, exact_limit=self.settings.exact_limit,
+                                   grid=self.settings.grid)
         return categorical_profile(name, role, values.astype(str).to_numpy(), missing,
                                    max_categories=self.settings.max_categories)
 
@@ -111,11 +114,11 @@ class ProfileBuilder:
         as_numeric = task == "regression" or (
             task == "auto" and numeric and series.nunique() > LABEL_CLASSES_MAX)
         if as_numeric:
-            return self._frame_column(series, "__label__", "label", "numeric")
+            return self._frame_column(series, LABEL, "label", "numeric")
         values = series.dropna()
         # Labels are stored as text ("1" for 1, True and 1.0); profile classes the same way.
         text = values.map(_label_text)
-        profile = self._frame_column(text, "__label__", "label", "categorical")
+        profile = self._frame_column(text, LABEL, "label", "categorical")
         assert isinstance(profile, CategoricalProfile)
         return CategoricalProfile(profile.name, "label", profile.count,
                                   len(series) - len(values), profile.distinct,
@@ -184,12 +187,31 @@ class ProfileBuilder:
                                      [e * c for e, c in zip(edges, n, strict=True)], n)
         edges_of = {r.name: _quantile_edges(summaries[r.name]) for r in binned}
         hists = stats.histograms(window, [(r, edges_of[r.name]) for r in binned])
+        grids = self._window_grids(stats, window, binned, summaries)
         for ref in binned:
             hist = hists[ref.name]
             out[ref.name] = _numeric(
                 ref, summaries[ref.name], totals[ref.name], False, edges_of[ref.name],
                 [int(c) for c in hist.counts[1:]], hist.sums[1:].tolist(),
-                [int(c) for c in hist.edge_counts])
+                [int(c) for c in hist.edge_counts], grids.get(ref.name, ()))
+        return out
+
+    def _window_grids(
+        self, stats: WindowStatistics, window: Window, refs: list[ColumnRef],
+        summaries: dict[str, ColumnSummary],
+    ) -> dict[str, tuple[int, ...]]:
+        """Counts over the equal-width grid, binned as ``np.histogram`` bins them."""
+        cells = self.settings.grid
+        if cells <= 0 or not refs:
+            return {}
+        edges = {r.name: np.linspace(summaries[r.name].minimum, summaries[r.name].maximum,
+                                     cells + 1) for r in refs}
+        found = stats.histograms(window, [(r, edges[r.name]) for r in refs])
+        out = {}
+        for ref in refs:
+            counts = found[ref.name].counts[1:].copy()
+            counts[-2] += counts[-1]  # the values equal to max: numpy's last cell is closed
+            out[ref.name] = tuple(int(c) for c in counts[:-1])
         return out
 
     def _window_columns(self, window: Window, task: str) -> list[ColumnRef]:
@@ -235,6 +257,7 @@ def _quantile_edges(summary: ColumnSummary) -> list[float]:
 def _numeric(
     ref: ColumnRef, summary: ColumnSummary, total: int, exact: bool, edges: Sequence[float],
     counts: Sequence[int], sums: Sequence[float], edge_counts: Sequence[int],
+    grid: Sequence[int] = (),
 ) -> NumericProfile:
     return NumericProfile(
         name=ref.name, role=ref.role, count=summary.count, missing=max(total - summary.count, 0),
@@ -242,6 +265,7 @@ def _numeric(
         min=summary.minimum, max=summary.maximum, exact=exact,
         edges=tuple(float(e) for e in edges), counts=tuple(int(c) for c in counts),
         sums=tuple(float(s) for s in sums), edge_counts=tuple(int(c) for c in edge_counts),
+        grid=tuple(int(c) for c in grid),
     )
 
 

@@ -230,7 +230,8 @@ class WindowStatistics:
             params[f"c{i}"] = ref.name
             parts.append(
                 f"SELECT {i} AS col, count(), avg(v), stddevPopStable(v), min(v), max(v), "
-                f"uniqUpTo({int(distinct_cap)})(v), quantilesExact({level_sql})(v) "
+                f"length(groupUniqArray({int(distinct_cap) + 1})(v)), "
+                f"quantilesExact({level_sql})(v) "
                 f"FROM (SELECT {value} AS v FROM ({self._source(window, source)}) "
                 f"WHERE {present})"
             )

@@ -9,6 +9,8 @@ A profile holds, per column, what the drift statistics need and nothing more:
   limits), so a KS statistic is exact at the edges; the sums make the Wasserstein integral
   exact within every bin where the two CDFs do not cross. When a column has few distinct
   values (``exact``), the edges are every distinct value and both statistics are exact.
+  Otherwise the column also keeps counts over a fine equal-width ``grid`` of ``[min, max]``,
+  from which the reference is re-binned onto Evidently's equal-width bins for PSI and JS.
 * a categorical column keeps the frequencies of its most frequent values and an ``other``
   count for the rest.
 
@@ -59,6 +61,7 @@ class NumericProfile:
     counts: tuple[int, ...]
     sums: tuple[float, ...]
     edge_counts: tuple[int, ...]
+    grid: tuple[int, ...] = ()
     kind: Kind = field(default="numeric", init=False)
 
     def __post_init__(self) -> None:
@@ -67,7 +70,7 @@ class NumericProfile:
             raise ProfileError(f"column {self.name!r}: edges and bin arrays differ in length")
         if any(b <= a for a, b in zip(self.edges, self.edges[1:], strict=False)):
             raise ProfileError(f"column {self.name!r}: bin edges must be strictly increasing")
-        if sum(self.counts) != self.count:
+        if sum(self.counts) != self.count or (self.grid and sum(self.grid) != self.count):
             raise ProfileError(f"column {self.name!r}: bin counts do not add up to the count")
 
     @property
@@ -181,7 +184,8 @@ def _column_dict(column: ColumnProfile) -> dict[str, Any]:
     if isinstance(column, NumericProfile):
         out.update(mean=column.mean, std=column.std, min=column.min, max=column.max,
                    exact=column.exact, edges=list(column.edges), counts=list(column.counts),
-                   sums=list(column.sums), edge_counts=list(column.edge_counts))
+                   sums=list(column.sums), edge_counts=list(column.edge_counts),
+                   grid=list(column.grid))
     else:
         out.update(categories=list(column.categories), counts=list(column.counts),
                    other=column.other)
@@ -199,6 +203,7 @@ def column_from_dict(item: Mapping[str, Any]) -> ColumnProfile:
             edges=tuple(map(float, item["edges"])), counts=tuple(map(int, item["counts"])),
             sums=tuple(map(float, item["sums"])),
             edge_counts=tuple(map(int, item["edge_counts"])),
+            grid=tuple(map(int, item.get("grid", ()))),
         )
     if item["kind"] == "categorical":
         return CategoricalProfile(
@@ -209,9 +214,11 @@ def column_from_dict(item: Mapping[str, Any]) -> ColumnProfile:
 
 
 def numeric_profile(
-    name: str, role: Role, values: np.ndarray, missing: int, *, bins: int, exact_limit: int
+    name: str, role: Role, values: np.ndarray, missing: int, *, bins: int, exact_limit: int,
+    grid: int = 1000,
 ) -> NumericProfile:
-    """Profile finite numeric ``values`` over ``bins`` quantile bins.
+    """Profile finite numeric ``values`` over ``bins`` quantile bins and a ``grid`` of
+    equal-width cells.
 
     With at most ``exact_limit`` distinct values, every distinct value becomes an edge and the
     profile is exact (KS and Wasserstein computed from it equal those on the raw values).
@@ -221,27 +228,37 @@ def numeric_profile(
         raise ProfileError(f"column {name!r}: no values to profile")
     if not np.isfinite(x).all():
         raise ProfileError(f"column {name!r}: values must be finite (drop NaN and inf first)")
-    distinct_values = np.unique(x)
+    ordered = np.sort(x)
+    distinct_values = np.unique(ordered)
     exact = distinct_values.size <= exact_limit
     if exact:
         edges = distinct_values
     else:
-        # "inverted_cdf" picks actual data values, so that ties land on edges exactly.
+        # Edges are data values (so ties land on edges exactly), picked as ClickHouse's
+        # quantileExact picks them, the value at index floor(q * n) of the sorted sample, so
+        # that a profile built from the store has the same edges.
         levels = np.linspace(0.0, 1.0, bins + 1)
-        edges = np.unique(np.quantile(x, levels, method="inverted_cdf"))
-        edges = np.unique(np.concatenate([[x.min()], edges, [x.max()]]))
+        index = np.minimum(np.floor(levels * x.size).astype(np.int64), x.size - 1)
+        edges = np.unique(ordered[index])
     index = np.searchsorted(edges, x, side="right") - 1
     m = edges.size
     counts = np.bincount(index, minlength=m)
     sums = np.bincount(index, weights=x, minlength=m)
     edge_counts = np.bincount(index, weights=(x == edges[index]), minlength=m)
+    cells = () if exact or grid <= 0 else tuple(
+        int(c) for c in np.histogram(x, bins=grid, range=(edges[0], edges[-1]))[0])
     return NumericProfile(
         name=name, role=role, count=int(x.size), missing=int(missing),
         distinct=int(distinct_values.size), mean=float(x.mean()), std=float(x.std()),
         min=float(edges[0]), max=float(edges[-1]), exact=bool(exact),
         edges=tuple(edges.tolist()), counts=tuple(int(c) for c in counts),
-        sums=tuple(sums.tolist()), edge_counts=tuple(int(c) for c in edge_counts),
+        sums=tuple(sums.tolist()), edge_counts=tuple(int(c) for c in edge_counts), grid=cells,
     )
+
+
+def grid_edges(profile: NumericProfile) -> np.ndarray:
+    """The edges of a profile's equal-width grid (``np.histogram``'s, last cell closed)."""
+    return np.linspace(profile.min, profile.max, len(profile.grid) + 1)
 
 
 def categorical_profile(

@@ -27,7 +27,8 @@ _COLUMNS = (
     "profile_id", "model", "model_version", "created_at", "ingest_time", "source",
     "window_start", "window_end", "rows", "task", "column_name", "role", "kind", "n",
     "missing", "n_distinct", "mean", "std", "min_value", "max_value", "exact", "edges",
-    "bin_counts", "bin_sums", "bin_edge_counts", "categories", "category_counts", "other_count",
+    "bin_counts", "bin_sums", "bin_edge_counts", "grid_counts", "categories", "category_counts",
+    "other_count",
 )
 
 
@@ -134,10 +135,10 @@ def _row(profile: ReferenceProfile, column: ColumnProfile, ingest: datetime) -> 
         return common + [
             column.mean, column.std, column.min, column.max, int(column.exact),
             list(column.edges), list(column.counts), list(column.sums),
-            list(column.edge_counts), [], [], 0,
+            list(column.edge_counts), list(column.grid), [], [], 0,
         ]
     return common + [
-        0.0, 0.0, 0.0, 0.0, 0, [], [], [], [], list(column.categories), list(column.counts),
+        0.0, 0.0, 0.0, 0.0, 0, [], [], [], [], [], list(column.categories), list(column.counts),
         column.other,
     ]
 
@@ -151,6 +152,7 @@ def _column(row: dict[str, Any]) -> ColumnProfile:
             max=row["max_value"], exact=bool(row["exact"]), edges=tuple(row["edges"]),
             counts=tuple(int(c) for c in row["bin_counts"]), sums=tuple(row["bin_sums"]),
             edge_counts=tuple(int(c) for c in row["bin_edge_counts"]),
+            grid=tuple(int(c) for c in row["grid_counts"]),
         )
     return CategoricalProfile(
         **common, categories=tuple(row["categories"]),

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .histograms import Histogram
-from .profiles import NumericProfile
+from .profiles import NumericProfile, grid_edges
 
 _KS_EXACT_MAX_N = 10_000  # scipy's ks_2samp 'auto' uses the exact distribution up to this
 
@@ -139,29 +139,52 @@ def sturges_edges(low: float, high: float, n: int) -> np.ndarray:
 def counts_on_edges(profile: NumericProfile, edges: np.ndarray) -> np.ndarray:
     """A profile's counts re-binned onto ``edges`` as ``np.histogram`` bins them.
 
-    Exact for an exact profile (point masses on its edges). Otherwise a bin's values other
-    than those equal to its left edge are taken as spread evenly across it.
+    Exact for an exact profile (point masses on its edges). Otherwise the count below each
+    edge is interpolated in whichever of the profile's two histograms (quantile bins, or the
+    fine equal-width grid) splits fewer values there, taking a cell's values as spread evenly
+    across it. The grid is usually the finer one; the quantile bins win in long tails.
     """
-    below = np.array([_count_below(profile, t) for t in edges])
+    below = np.array([_count_below(profile, float(t)) for t in edges])
     counts = np.diff(below)
     counts[-1] += profile.count - below[-1]  # numpy's last bin is closed: [t_K-1, t_K]
     return counts
 
 
 def _count_below(profile: NumericProfile, t: float) -> float:
-    """How many reference values are below ``t`` (interpolated inside a bin)."""
+    """How many reference values are below ``t`` (interpolated inside a bin or cell)."""
+    estimate, uncertain = _below_in_bins(profile, t)
+    if profile.grid and uncertain:
+        by_grid, grid_uncertain = _below_in_grid(profile, t)
+        if grid_uncertain < uncertain:
+            return by_grid
+    return estimate
+
+
+def _below_in_bins(profile: NumericProfile, t: float) -> tuple[float, float]:
     e = profile.edges
     k = int(np.searchsorted(e, t, side="right")) - 1
     if k < 0:
-        return 0.0
+        return 0.0, 0.0
     done = float(sum(profile.counts[:k]))
     if t == e[k]:
-        return done
+        return done, 0.0
     inside = profile.counts[k] - profile.edge_counts[k]
     if k + 1 >= len(e) or inside == 0:
-        return done + profile.counts[k]
+        return done + profile.counts[k], 0.0
     share = (t - e[k]) / (e[k + 1] - e[k])
-    return done + profile.edge_counts[k] + inside * share
+    return done + profile.edge_counts[k] + inside * share, float(inside)
+
+
+def _below_in_grid(profile: NumericProfile, t: float) -> tuple[float, float]:
+    cells = np.asarray(profile.grid, dtype=np.float64)
+    g = grid_edges(profile)
+    if t <= g[0]:
+        return 0.0, 0.0
+    if t > g[-1]:
+        return float(profile.count), 0.0
+    j = min(int(np.searchsorted(g, t, side="right")) - 1, cells.size - 1)
+    share = (t - g[j]) / (g[j + 1] - g[j])
+    return float(cells[:j].sum() + cells[j] * share), float(cells[j])
 
 
 def value_percents(

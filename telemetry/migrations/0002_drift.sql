@@ -5,8 +5,9 @@
 -- and never updated: a newer profile for the same version supersedes it, and "as of t" reads
 -- take the newest one ingested by t. Numeric columns keep quantile bin edges with the count,
 -- the sum and the count of values equal to the left edge of each bin (what a KS statistic, a
--- Wasserstein integral and Evidently-style re-binning need); categorical columns keep value
--- frequencies with an "other" count for values beyond the top categories.
+-- Wasserstein integral need), plus counts over a fine equal-width grid (to re-bin the
+-- reference onto Evidently's equal-width bins for PSI and Jensen-Shannon); categorical
+-- columns keep value frequencies with an "other" count for values beyond the top categories.
 CREATE TABLE IF NOT EXISTS reference_profiles
 (
     profile_id String,
@@ -34,6 +35,7 @@ CREATE TABLE IF NOT EXISTS reference_profiles
     bin_counts Array(UInt64),
     bin_sums Array(Float64),
     bin_edge_counts Array(UInt64),
+    grid_counts Array(UInt64),
     categories Array(String),
     category_counts Array(UInt64),
     other_count UInt64
