@@ -4,6 +4,7 @@ committed itself, never one read back from the broker's ListOffsets (wrong on Ta
 from __future__ import annotations
 
 import math
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -26,7 +27,9 @@ from kafka.structs import OffsetAndMetadata, TopicPartition  # noqa: E402
 
 pytestmark = pytest.mark.services
 
-BASE_MS = 1_700_000_000_000  # record i of a partition is stamped BASE_MS + i seconds
+# Record i of a partition is stamped BASE_MS + i seconds. A day ago, not a fixed date: the
+# kafka_lag table's 30-day TTL drops rows with older ``ts`` (at a background merge).
+BASE_MS = (int(time.time()) - 86_400) * 1000
 
 
 class Clock:
@@ -310,3 +313,24 @@ def test_settings_refuse_unknown_keys_and_bad_patterns() -> None:
     settings = KafkaLagSettings(bootstrap_servers="localhost:9092")
     assert settings.type == "kafka-lag" and settings.window == 10
     assert list(COLUMNS)[0] == "ts"
+
+
+def test_a_broker_that_goes_away_between_scans_is_a_collector_error(tmp_path) -> None:
+    broker = KafkaBroker(tmp_path).start(timeout=30)
+    try:
+        admin = kafka.KafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+        make_topic(admin, "events", partitions=1)
+        admin.close()
+        produce(broker, "events", [3])
+        commit(broker, "gone-consumer", "events", {0: 1})
+        settings = KafkaLagSettings(bootstrap_servers=broker.bootstrap_servers, request_timeout_s=1)
+        poller = KafkaLagPoller(settings)
+        assert [row.lag_messages for row in poller.scan()] == [2]
+    finally:
+        # with clients connected Tansu takes ~5 s to exit on SIGTERM; kill it like a crash
+        broker.stop(timeout=0.2)
+    try:
+        with pytest.raises(CollectorError, match=broker.bootstrap_servers):
+            poller.collect()
+    finally:
+        poller.close()
