@@ -103,7 +103,7 @@ class ProfileBuilder:
             finite = np.isfinite(x)
             return numeric_profile(name, role, x[finite], missing + int((~finite).sum()),
                                    bins=self.settings.bins, exact_limit=self.settings.exact_limit,
-                                   grid=self.settings.grid)
+                                   grid=self.settings.grid, tail=self.settings.tail)
         return categorical_profile(name, role, values.astype(str).to_numpy(), missing,
                                    max_categories=self.settings.max_categories)
 
@@ -173,7 +173,8 @@ class ProfileBuilder:
         totals: dict[str, int],
     ) -> dict[str, NumericProfile]:
         levels = np.linspace(0.0, 1.0, self.settings.bins + 1)
-        summaries = stats.summaries(window, refs, levels, self.settings.exact_limit)
+        summaries = stats.summaries(window, refs, levels, self.settings.exact_limit,
+                                    self.settings.tail)
         exact = [r for r in refs if r.name in summaries
                  and summaries[r.name].distinct_up_to <= self.settings.exact_limit]
         binned = [r for r in refs if r.name in summaries and r not in exact]
@@ -250,7 +251,8 @@ def _now_millis() -> datetime:
 
 
 def _quantile_edges(summary: ColumnSummary) -> list[float]:
-    points = np.concatenate([[summary.minimum], summary.quantiles, [summary.maximum]])
+    points = np.concatenate([[summary.minimum], summary.quantiles, summary.tails,
+                             [summary.maximum]])
     return np.unique(points).tolist()
 
 

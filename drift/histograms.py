@@ -166,6 +166,7 @@ class ColumnSummary:
     maximum: float
     distinct_up_to: int
     quantiles: tuple[float, ...]
+    tails: tuple[float, ...] = ()
 
 
 class WindowStatistics:
@@ -215,10 +216,11 @@ class WindowStatistics:
 
     def summaries(
         self, window: Window, columns: Sequence[ColumnRef], levels: Sequence[float],
-        distinct_cap: int,
+        distinct_cap: int, tail: int = 0,
     ) -> dict[str, ColumnSummary]:
-        """Moments, range, distinct count (exact up to ``distinct_cap``) and exact quantiles at
-        ``levels`` (actual data values) of numeric columns, for building a profile."""
+        """Moments, range, distinct count (exact up to ``distinct_cap``), exact quantiles at
+        ``levels`` (actual data values) and the ``tail`` smallest and largest values of numeric
+        columns, for building a profile."""
         if not columns:
             return {}
         # The levels are numbers this module derives from a validated bin count; ClickHouse
@@ -231,17 +233,19 @@ class WindowStatistics:
             parts.append(
                 f"SELECT {i} AS col, count(), avg(v), stddevPopStable(v), min(v), max(v), "
                 f"length(groupUniqArray({int(distinct_cap) + 1})(v)), "
-                f"quantilesExact({level_sql})(v) "
+                f"quantilesExact({level_sql})(v), "
+                f"arrayConcat(groupArraySorted({int(tail)})(v), "
+                f"arrayMap(x -> -x, groupArraySorted({int(tail)})(-v))) "
                 f"FROM (SELECT {value} AS v FROM ({self._source(window, source)}) "
                 f"WHERE {present})"
             )
         rows = self._store.query(" UNION ALL ".join(parts), params)
         out = {}
-        for col, n, mean, std, lo, hi, distinct, quantiles in rows:
+        for col, n, mean, std, lo, hi, distinct, quantiles, tails in rows:
             if n:
                 out[columns[int(col)].name] = ColumnSummary(
                     int(n), float(mean), float(std), float(lo), float(hi), int(distinct),
-                    tuple(float(q) for q in quantiles))
+                    tuple(float(q) for q in quantiles), tuple(float(t) for t in tails))
         return out
 
     def row_count(self, window: Window) -> int:

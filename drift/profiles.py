@@ -215,13 +215,15 @@ def column_from_dict(item: Mapping[str, Any]) -> ColumnProfile:
 
 def numeric_profile(
     name: str, role: Role, values: np.ndarray, missing: int, *, bins: int, exact_limit: int,
-    grid: int = 1000,
+    grid: int = 1000, tail: int = 32,
 ) -> NumericProfile:
     """Profile finite numeric ``values`` over ``bins`` quantile bins and a ``grid`` of
     equal-width cells.
 
     With at most ``exact_limit`` distinct values, every distinct value becomes an edge and the
     profile is exact (KS and Wasserstein computed from it equal those on the raw values).
+    Otherwise the ``tail`` smallest and largest values are edges too: quantile bins are widest
+    in the tails, where a current sample's CDF most often crosses the reference's.
     """
     x = np.asarray(values, dtype=np.float64)
     if x.size == 0:
@@ -239,7 +241,8 @@ def numeric_profile(
         # that a profile built from the store has the same edges.
         levels = np.linspace(0.0, 1.0, bins + 1)
         index = np.minimum(np.floor(levels * x.size).astype(np.int64), x.size - 1)
-        edges = np.unique(ordered[index])
+        tails = np.concatenate([ordered[:tail], ordered[max(x.size - tail, 0):]])
+        edges = np.unique(np.concatenate([ordered[index], tails]))
     index = np.searchsorted(edges, x, side="right") - 1
     m = edges.size
     counts = np.bincount(index, minlength=m)

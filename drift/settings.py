@@ -82,6 +82,7 @@ class ProfileSettings(_Settings):
     bins: int = Field(default=200, ge=2, le=10_000)
     exact_limit: int = Field(default=1000, ge=0, le=100_000)
     grid: int = Field(default=1000, ge=0, le=100_000)
+    tail: int = Field(default=32, ge=0, le=10_000)
     max_categories: int = Field(default=1000, ge=1, le=100_000)
 
 

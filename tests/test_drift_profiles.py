@@ -51,12 +51,14 @@ def _load(store, frame: pd.DataFrame, model="fraud", version="3", start=START, i
 
 def test_a_numeric_profile_keeps_quantile_bins_whose_counts_and_sums_add_up():
     frame = _training()
-    profile = ProfileBuilder(settings=ProfileSettings(bins=50)).from_frame(
+    profile = ProfileBuilder(settings=ProfileSettings(bins=50, tail=8)).from_frame(
         frame, "fraud", "3", prediction="score")
     amount = profile.features["amount"]
     assert not amount.exact
     assert amount.edges[0] == frame.amount.min() and amount.edges[-1] == frame.amount.max()
-    assert 45 <= len(amount.edges) <= 51  # 50 quantile bins, ties merged
+    assert 45 <= len(amount.edges) <= 51 + 16  # 50 quantile bins and 8 + 8 tail values
+    ordered = np.sort(frame.amount.to_numpy())
+    assert set(ordered[:8]) | set(ordered[-8:]) <= set(amount.edges)
     assert sum(amount.counts) == amount.count == len(frame)
     assert sum(amount.sums) == pytest.approx(frame.amount.sum())
     assert amount.std == pytest.approx(frame.amount.std(ddof=0))
