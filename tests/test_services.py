@@ -25,6 +25,7 @@ from watchloop.services import (
     TritonServer,
     alertmanager_config,
     prometheus_config,
+    write_doubling_model,
 )
 
 pytestmark = pytest.mark.services
@@ -121,27 +122,6 @@ def test_torchserve_is_healthy_and_lists_models(torchserve_server: TorchServeSer
     assert metrics.status_code == 200
 
 
-TRITON_MODEL = """
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def execute(self, requests):
-        responses = []
-        for request in requests:
-            x = pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy()
-            out = pb_utils.Tensor("OUTPUT0", x * 2)
-            responses.append(pb_utils.InferenceResponse(output_tensors=[out]))
-        return responses
-"""
-
-TRITON_CONFIG = """
-backend: "python"
-max_batch_size: 0
-input [{ name: "INPUT0", data_type: TYPE_FP32, dims: [ 3 ] }]
-output [{ name: "OUTPUT0", data_type: TYPE_FP32, dims: [ 3 ] }]
-instance_group [{ kind: KIND_CPU, count: 1 }]
-"""
 
 
 def test_triton_is_ready_and_loads_a_python_model(triton_server: TritonServer) -> None:
@@ -154,10 +134,7 @@ def test_triton_is_ready_and_loads_a_python_model(triton_server: TritonServer) -
     # A load proves the backend directory and library path are right: when they are
     # not, the load hangs or fails.
     name = unique("double")
-    model_dir = triton_server.model_repository / name
-    (model_dir / "1").mkdir(parents=True)
-    (model_dir / "1" / "model.py").write_text(TRITON_MODEL)
-    (model_dir / "config.pbtxt").write_text(f'name: "{name}"\n{TRITON_CONFIG}')
+    write_doubling_model(triton_server.model_repository, name)
     load = requests.post(f"{base}/v2/repository/models/{name}/load", timeout=60)
     assert load.status_code == 200, load.text
 

@@ -8,7 +8,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import requests
@@ -22,7 +21,7 @@ from collectors.serving_metrics import (
     TritonMetricsSettings,
 )
 from telemetry import Store
-from watchloop.services import TorchServeServer, TritonServer
+from watchloop.services import TorchServeServer, TritonServer, write_doubling_model
 from watchloop.services.base import free_port, venv_bin
 
 pytestmark = pytest.mark.services
@@ -34,28 +33,6 @@ def handle(data, context):
     return [context.manifest["model"]["modelVersion"] for _ in data]
 '''
 
-TRITON_MODEL = """
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def execute(self, requests):
-        responses = []
-        for request in requests:
-            x = pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy()
-            out = pb_utils.Tensor("OUTPUT0", x * 2)
-            responses.append(pb_utils.InferenceResponse(output_tensors=[out]))
-        return responses
-"""
-
-TRITON_CONFIG = """
-backend: "python"
-max_batch_size: 0
-version_policy: { all { } }
-input [{ name: "INPUT0", data_type: TYPE_FP32, dims: [ 3 ] }]
-output [{ name: "OUTPUT0", data_type: TYPE_FP32, dims: [ 3 ] }]
-instance_group [{ kind: KIND_CPU, count: 1 }]
-"""
 
 
 class StepClock:
@@ -238,11 +215,7 @@ def test_settings_reject_unknown_keys() -> None:
 def triton_model(triton_server: TritonServer) -> Iterator[str]:
     """A Python-backend model loaded in versions 1 and 2."""
     name = f"double{uuid.uuid4().hex[:8]}"
-    model_dir: Path = triton_server.model_repository / name
-    for version in ("1", "2"):
-        (model_dir / version).mkdir(parents=True)
-        (model_dir / version / "model.py").write_text(TRITON_MODEL)
-    (model_dir / "config.pbtxt").write_text(f'name: "{name}"\n{TRITON_CONFIG}')
+    write_doubling_model(triton_server.model_repository, name, versions=(1, 2))
     base = triton_server.http_url
     loaded = requests.post(f"{base}/v2/repository/models/{name}/load", timeout=120)
     assert loaded.status_code == 200, loaded.text

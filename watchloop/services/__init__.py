@@ -21,7 +21,7 @@ from watchloop.services.prometheus import (
 )
 from watchloop.services.redis import RedisServer
 from watchloop.services.torchserve import TorchServeServer
-from watchloop.services.triton import TritonServer
+from watchloop.services.triton import TritonServer, write_doubling_model
 
 __all__ = [
     "AlertmanagerServer",
@@ -37,4 +37,5 @@ __all__ = [
     "alertmanager_config",
     "free_port",
     "prometheus_config",
+    "write_doubling_model",
 ]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from watchloop.services.base import ServiceProcess, free_port, http_ready
 
-__all__ = ["TritonServer", "triton_dist_dir"]
+__all__ = ["TritonServer", "triton_dist_dir", "write_doubling_model"]
 
 INSTALL_HINT = "pip install 'watchloop[serving]' (nvidia-pytriton==0.7.0)"
 
@@ -155,3 +155,41 @@ class TritonServer(ServiceProcess):
 
     def is_ready(self) -> bool:
         return http_ready(f"{self.http_url}/v2/health/ready")
+
+
+_DOUBLING_MODEL = """
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            x = pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy()
+            out = pb_utils.Tensor("OUTPUT0", x * 2)
+            responses.append(pb_utils.InferenceResponse(output_tensors=[out]))
+        return responses
+"""
+
+_DOUBLING_CONFIG = """
+backend: "python"
+max_batch_size: 0
+version_policy: {{ all {{ }} }}
+input [{{ name: "INPUT0", data_type: TYPE_FP32, dims: [ 3 ] }}]
+output [{{ name: "OUTPUT0", data_type: TYPE_FP32, dims: [ 3 ] }}]
+instance_group [{{ kind: KIND_CPU, count: 1 }}]
+"""
+
+
+def write_doubling_model(repository: Path, name: str, versions: tuple[int, ...] = (1,)) -> Path:
+    """Write a tiny Python-backend model (OUTPUT0 = 2 * INPUT0, FP32[3]) in each version.
+
+    For demos and tests: Triton here runs the Python backend only, and this model needs
+    nothing but numpy.
+    """
+    model_dir = repository / name
+    for version in versions:
+        (model_dir / str(version)).mkdir(parents=True, exist_ok=True)
+        (model_dir / str(version) / "model.py").write_text(_DOUBLING_MODEL)
+    (model_dir / "config.pbtxt").write_text(f'name: "{name}"\n' + _DOUBLING_CONFIG.format())
+    return model_dir
