@@ -89,6 +89,7 @@ class DriftReport:
     share_threshold: float = 0.5
     skipped: str | None = None
     as_of: datetime | None = None
+    absent: tuple[str, ...] = ()
 
     @property
     def features(self) -> list[ColumnDrift]:
@@ -161,6 +162,7 @@ class DriftMonitor:
         columns = self._columns(profile, settings)
         self._fetch(window, columns)
         self._fetch_new_values(window, columns)
+        absent = tuple(c.ref.name for c in columns if _current_count(c) == 0)
         columns = [c for c in columns if _current_count(c) > 0]
         for column in columns:
             column.methods = self._methods(column, settings)
@@ -169,7 +171,8 @@ class DriftMonitor:
         features = [r for r in results if r.primary and r.role == "feature"]
         share = sum(r.drifted for r in features) / len(features) if features else 0.0
         return DriftReport(profile.model, profile.version, start, end, profile.profile_id, rows,
-                           tuple(results), share, settings.drift_share, as_of=as_of)
+                           tuple(results), share, settings.drift_share, as_of=as_of,
+                           absent=absent)
 
     # --- which columns, which data ------------------------------------------------------------
 

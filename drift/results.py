@@ -37,7 +37,9 @@ class ResultWriter:
         """Write a drift report's rows; returns how many (0 for a skipped report).
 
         ``kind`` is the column's role and type (``feature:numeric``, ``prediction:categorical``,
-        ``label:categorical``); ``drifted`` of a non-deciding method is its own verdict.
+        ``label:categorical``); ``drifted`` of a non-deciding method is its own verdict. A
+        reference column absent from every request of the window gets a row with method
+        ``absent`` marked drifted (an upstream feature pipeline stopped sending it).
         """
         if report.skipped is not None or not report.columns:
             return 0
@@ -49,6 +51,11 @@ class ResultWriter:
              int(c.drifted), c.p_value]
             for c in report.columns
         ]
+        rows.extend(
+            [utc(ts), ingest, report.model, report.version, utc(report.window_start),
+             utc(report.window_end), name, "absent", "absent", 1.0, 0.0, 1, None]
+            for name in report.absent
+        )
         rows.append([utc(ts), ingest, report.model, report.version, utc(report.window_start),
                      utc(report.window_end), DATASET, "dataset", "drift_share",
                      report.drift_share, report.share_threshold, int(report.dataset_drifted),

@@ -18,6 +18,7 @@ from drift import (
     MonitorSettings,
     ProfileBuilder,
     ProfileSettings,
+    ResultWriter,
 )
 from drift.frames import log_columns
 from drift.stats import ks_pvalue
@@ -200,3 +201,14 @@ def test_a_window_with_too_few_rows_is_skipped(store):
     report = DriftMonitor(store, DriftSettings(min_rows=100)).evaluate(
         _profile(_frame(500, seed=24)), START, END)
     assert report.skipped and "50 requests" in report.skipped and report.columns == ()
+
+
+def test_a_feature_missing_from_every_request_is_reported_absent(store):
+    _load(store, _frame(2000, seed=25).drop(columns=["y"]))
+    report = DriftMonitor(store, DriftSettings(min_rows=1)).evaluate(
+        _profile(_frame(4000, seed=26)), START, END)
+    assert report.absent == ("y",)
+    assert {r.column for r in report.features} == {"x", "country"}
+    ResultWriter(store).write_drift(report, END)
+    assert store.query("SELECT method, drifted FROM drift_results WHERE feature = 'y'") == [
+        ("absent", 1)]

@@ -1,0 +1,110 @@
+"""Drift, model quality, traffic and SLOs of a model version, as the monitor runner wrote them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+import drift.queries as queries
+from dashboard import data, widgets
+
+# The page's store reads; their natural home is dashboard/data.py, the console's one module
+# that touches the store.
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def _versions() -> pd.DataFrame:
+    return pd.DataFrame(queries.monitored_versions(data.get_store()))
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def _latest_drift(model: str, version: str) -> pd.DataFrame:
+    return pd.DataFrame(queries.latest_drift(data.get_store(), model, version))
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def _drift_history(model: str, version: str, minutes: int) -> pd.DataFrame:
+    since = datetime.now(UTC) - timedelta(minutes=minutes)
+    return pd.DataFrame(queries.drift_history(data.get_store(), model, version, since))
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def _metrics(model: str, version: str, monitor: str, minutes: int) -> pd.DataFrame:
+    since = datetime.now(UTC) - timedelta(minutes=minutes)
+    return pd.DataFrame(queries.metric_history(data.get_store(), model, version, monitor, since))
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def _slos(model: str, version: str) -> pd.DataFrame:
+    return pd.DataFrame(queries.latest_slos(data.get_store(), model, version))
+
+
+def _line(frame: pd.DataFrame, y: str, color: str | None = None) -> None:
+    figure = px.line(frame, x="ts", y=y, color=color, markers=True)
+    figure.update_layout(height=280, margin={"l": 0, "r": 0, "t": 10, "b": 0})
+    st.plotly_chart(figure, width="stretch")
+
+
+def main() -> None:
+    st.title("Drift & quality")
+    versions = _versions()
+    if versions.empty:
+        st.info("No monitor results yet: the monitor runner writes them once a model version "
+                "has traffic (and, for drift, a reference profile).")
+        return
+    choices = [f"{m} · v{v}" for m, v in zip(versions.model, versions.model_version,
+                                               strict=True)]
+    picked = st.selectbox("Model version", choices, key="drift_version")
+    model, version = versions.iloc[choices.index(picked)][["model", "model_version"]]
+    minutes = widgets.time_window(key="drift_window", default="24 hours")
+
+    st.subheader("Drift")
+    latest = _latest_drift(model, version)
+    if latest.empty:
+        st.info("No drift results for this version (no reference profile, or too few rows).")
+    else:
+        dataset = latest[latest.feature == "__dataset__"].iloc[0]
+        col1, col2 = st.columns(2)
+        col1.metric("Drifted features", f"{dataset.score:.0%}",
+                    help=f"Dataset drift when at least {dataset.threshold:.0%} drift")
+        col2.metric("Dataset drift", "yes" if dataset.drifted else "no")
+        columns = latest[latest.feature != "__dataset__"]
+        st.dataframe(columns[["feature", "kind", "method", "score", "threshold", "p_value",
+                              "drifted"]], hide_index=True, width="stretch")
+        history = _drift_history(model, version, minutes)
+        if not history.empty:
+            _line(history[history.feature != "__dataset__"], "score", "feature")
+
+    st.subheader("Quality")
+    quality = _metrics(model, version, "quality", minutes)
+    if quality.empty:
+        st.info("No quality results: labels have not arrived for this window yet.")
+    else:
+        newest = quality[quality.ts == quality.ts.max()].set_index("metric").value
+        shown = [m for m in ("accuracy", "precision", "recall", "roc_auc", "log_loss", "mae",
+                             "rmse", "label_coverage") if m in newest]
+        for column, name in zip(st.columns(len(shown)), shown, strict=True):
+            column.metric(name, f"{newest[name]:.3f}")
+        _line(quality[quality.metric.isin(shown)], "value", "metric")
+
+    st.subheader("Latency and errors")
+    traffic = _metrics(model, version, "latency", minutes)
+    if traffic.empty:
+        st.info("No traffic results in this time range.")
+    else:
+        chosen = traffic[traffic.metric.isin(["latency_p50_ms", "latency_p95_ms",
+                                              "latency_p99_ms"])]
+        _line(chosen, "value", "metric")
+
+    st.subheader("SLOs")
+    slos = _slos(model, version)
+    if slos.empty:
+        st.info("No SLO applies to this version.")
+    else:
+        st.dataframe(slos, hide_index=True, width="stretch")
+
+
+main()

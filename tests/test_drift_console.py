@@ -1,0 +1,74 @@
+"""The console's drift page shows what the monitor runner wrote (Streamlit AppTest)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from dashboard import shared
+from drift import MonitorRunner, MonitorSettings, ProfileBuilder, ProfileRepository
+from drift.frames import log_columns
+from drift.slo import floor_minute
+
+PAGE = Path(__file__).resolve().parents[1] / "dashboard" / "pages" / "drift.py"
+NOW = floor_minute(datetime.now(UTC)) - timedelta(minutes=5) + timedelta(seconds=10)
+
+
+@pytest.fixture
+def console_store(store) -> Iterator:
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    shared.use_store(store)
+    yield store
+    shared.use_store(None)
+
+
+def _app(tmp_path: Path) -> AppTest:
+    # The page is not in dashboard/app.py's navigation yet; a one-page app runs it the way
+    # the console does.
+    app = tmp_path / "app.py"
+    app.write_text(
+        "import streamlit as st\n"
+        f"st.navigation([st.Page({str(PAGE)!r}, title='Drift', default=True)]).run()\n")
+    test = AppTest.from_file(str(app), default_timeout=60)
+    test.run()
+    assert not test.exception, [e.message for e in test.exception]
+    return test
+
+
+def test_the_page_says_when_there_is_nothing_yet(console_store, tmp_path):
+    app = _app(tmp_path)
+    assert any("No monitor results yet" in i.value for i in app.info)
+
+
+def test_the_page_shows_drift_quality_and_traffic(console_store, tmp_path):
+    rng = np.random.default_rng(1)
+    current = pd.DataFrame({"amount": rng.normal(3, 1, 800), "score": rng.random(800)})
+    start = NOW - timedelta(minutes=40)
+    times = np.linspace(start.timestamp() * 1000, (NOW.timestamp() - 120) * 1000, 800)
+    console_store.insert_columns("inference_logs", log_columns(
+        current, "fraud", "7", times.astype(int), int(start.timestamp() * 1000),
+        prediction="score"))
+    reference = pd.DataFrame({"amount": rng.normal(0, 1, 3000), "score": rng.random(3000)})
+    ProfileRepository(console_store, clock=lambda: NOW - timedelta(days=1)).save(
+        ProfileBuilder().from_frame(reference, "fraud", "7", prediction="score"))
+    settings = MonitorSettings.model_validate(
+        {"drift": {"min_rows": 10}, "slos": [{"name": "avail", "kind": "availability",
+                                               "objective": 0.99}]})
+    assert MonitorRunner(settings, console_store).run_once(NOW).errors == []
+
+    app = _app(tmp_path)
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Drifted features"] == "100%" and metrics["Dataset drift"] == "yes"
+    table = app.dataframe[0].value.set_index("feature")
+    assert bool(table.loc["amount", "drifted"]) and table.loc["amount", "method"] == "wasserstein"
+    assert any("labels have not arrived" in i.value for i in app.info)
+    slos = app.dataframe[1].value
+    assert set(slos.slo) == {"avail"}
