@@ -5,7 +5,8 @@ histograms over the reference edges in SQL (``WindowStatistics``), drift statist
 agreement with Evidently 0.7 (``DriftMonitor``), quality from delayed labels
 (``QualityMonitor``), latency, errors and SLO burn rates (``LatencyMonitor``, ``SLOMonitor``),
 a scheduled runner that writes every result to the store (``MonitorRunner``), and an
-on-demand Evidently HTML report (``EvidentlyReport``).
+on-demand Evidently HTML report (``EvidentlyReport``). ``drift.queries`` reads the results
+back for the console; ``log_columns`` loads a DataFrame as inference logs (backfills).
 """
 
 from .builder import ProfileBuilder

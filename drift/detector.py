@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from telemetry import Store
+
 from .histograms import ColumnRef, Histogram, ValueCounts, Window, WindowStatistics
 from .profiles import (
     CategoricalProfile,
@@ -134,8 +136,9 @@ class DriftMonitor:
     """Computes drift for a model version's window inside the store."""
 
     def __init__(
-        self, store: Any, settings: DriftSettings | None = None, *, max_values: int = 1000
+        self, store: Store, settings: DriftSettings | None = None, *, max_values: int = 1000
     ) -> None:
+        """``max_values``: how many of a column's most frequent values a window reports."""
         self._stats = WindowStatistics(store)
         self.settings = settings or DriftSettings()
         self._max_values = max_values

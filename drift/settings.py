@@ -5,6 +5,7 @@ Shape (YAML, every key optional)::
 
     monitors:
       interval: 60s
+      profiles: {bins: 200, tail: 32, grid: 1000, exact_limit: 1000, max_categories: 1000}
       drift:
         window: 1h
         method: auto            # auto | psi | jensenshannon | wasserstein | ks | chisquare | z
