@@ -9,6 +9,7 @@ def main() -> None:
     st.set_page_config(page_title="Watchloop", page_icon="🔭", layout="wide")
     pages = [
         st.Page("pages/store.py", title="Store", icon="🗄️", default=True),
+        st.Page("pages/drift.py", title="Drift & quality", icon="📉"),
         st.Page("pages/pipelines.py", title="Pipelines", icon="🚰"),
     ]
     st.navigation(pages).run()

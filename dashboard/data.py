@@ -8,10 +8,12 @@ the console opens ``$WATCHLOOP_STORE_URL``. Query results are cached for a few s
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import streamlit as st
 
+import drift.queries as monitor_queries
 from telemetry import Store, open_store, queries
 
 from .shared import STORE_URL_ENV, shared_store
@@ -94,3 +96,36 @@ def kafka_lag(minutes: int) -> pd.DataFrame:
 def gpus(minutes: int) -> pd.DataFrame:
     """Each GPU's newest readings."""
     return pd.DataFrame(queries.gpu_latest(get_store(), minutes))
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def monitored_versions() -> pd.DataFrame:
+    """Model versions the monitor runner has results for."""
+    return pd.DataFrame(monitor_queries.monitored_versions(get_store()))
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def latest_drift(model: str, version: str) -> pd.DataFrame:
+    """The newest drift result of each column of a model version."""
+    return pd.DataFrame(monitor_queries.latest_drift(get_store(), model, version))
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def drift_history(model: str, version: str, minutes: int) -> pd.DataFrame:
+    """Drift scores of a model version over the last minutes."""
+    since = datetime.now(UTC) - timedelta(minutes=minutes)
+    return pd.DataFrame(monitor_queries.drift_history(get_store(), model, version, since))
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def monitor_metrics(model: str, version: str, monitor: str, minutes: int) -> pd.DataFrame:
+    """A monitor's metrics (quality, latency) for a model version over the last minutes."""
+    since = datetime.now(UTC) - timedelta(minutes=minutes)
+    return pd.DataFrame(
+        monitor_queries.metric_history(get_store(), model, version, monitor, since))
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def latest_slos(model: str, version: str) -> pd.DataFrame:
+    """The newest burn rates and budgets of the SLOs that apply to a model version."""
+    return pd.DataFrame(monitor_queries.latest_slos(get_store(), model, version))

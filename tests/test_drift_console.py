@@ -17,7 +17,7 @@ from drift import MonitorRunner, MonitorSettings, ProfileBuilder, ProfileReposit
 from drift.frames import log_columns
 from drift.slo import floor_minute
 
-PAGE = Path(__file__).resolve().parents[1] / "dashboard" / "pages" / "drift.py"
+APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
 NOW = floor_minute(datetime.now(UTC)) - timedelta(minutes=5) + timedelta(seconds=10)
 
 
@@ -31,14 +31,9 @@ def console_store(store) -> Iterator:
 
 
 def _app(tmp_path: Path) -> AppTest:
-    # The page is not in dashboard/app.py's navigation yet; a one-page app runs it the way
-    # the console does.
-    app = tmp_path / "app.py"
-    app.write_text(
-        "import streamlit as st\n"
-        f"st.navigation([st.Page({str(PAGE)!r}, title='Drift', default=True)]).run()\n")
-    test = AppTest.from_file(str(app), default_timeout=60)
+    test = AppTest.from_file(str(APP), default_timeout=60)
     test.run()
+    test.switch_page("pages/drift.py").run()
     assert not test.exception, [e.message for e in test.exception]
     return test
 

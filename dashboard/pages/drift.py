@@ -2,44 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-import drift.queries as queries
 from dashboard import data, widgets
-
-# The page's store reads; their natural home is dashboard/data.py, the console's one module
-# that touches the store.
-
-
-@st.cache_data(ttl=10, show_spinner=False)
-def _versions() -> pd.DataFrame:
-    return pd.DataFrame(queries.monitored_versions(data.get_store()))
-
-
-@st.cache_data(ttl=10, show_spinner=False)
-def _latest_drift(model: str, version: str) -> pd.DataFrame:
-    return pd.DataFrame(queries.latest_drift(data.get_store(), model, version))
-
-
-@st.cache_data(ttl=10, show_spinner=False)
-def _drift_history(model: str, version: str, minutes: int) -> pd.DataFrame:
-    since = datetime.now(UTC) - timedelta(minutes=minutes)
-    return pd.DataFrame(queries.drift_history(data.get_store(), model, version, since))
-
-
-@st.cache_data(ttl=10, show_spinner=False)
-def _metrics(model: str, version: str, monitor: str, minutes: int) -> pd.DataFrame:
-    since = datetime.now(UTC) - timedelta(minutes=minutes)
-    return pd.DataFrame(queries.metric_history(data.get_store(), model, version, monitor, since))
-
-
-@st.cache_data(ttl=10, show_spinner=False)
-def _slos(model: str, version: str) -> pd.DataFrame:
-    return pd.DataFrame(queries.latest_slos(data.get_store(), model, version))
 
 
 def _line(frame: pd.DataFrame, y: str, color: str | None = None) -> None:
@@ -50,7 +17,7 @@ def _line(frame: pd.DataFrame, y: str, color: str | None = None) -> None:
 
 def main() -> None:
     st.title("Drift & quality")
-    versions = _versions()
+    versions = data.monitored_versions()
     if versions.empty:
         st.info("No monitor results yet: the monitor runner writes them once a model version "
                 "has traffic (and, for drift, a reference profile).")
@@ -62,7 +29,7 @@ def main() -> None:
     minutes = widgets.time_window(key="drift_window", default="24 hours")
 
     st.subheader("Drift")
-    latest = _latest_drift(model, version)
+    latest = data.latest_drift(model, version)
     if latest.empty:
         st.info("No drift results for this version (no reference profile, or too few rows).")
     else:
@@ -74,12 +41,12 @@ def main() -> None:
         columns = latest[latest.feature != "__dataset__"]
         st.dataframe(columns[["feature", "kind", "method", "score", "threshold", "p_value",
                               "drifted"]], hide_index=True, width="stretch")
-        history = _drift_history(model, version, minutes)
+        history = data.drift_history(model, version, minutes)
         if not history.empty:
             _line(history[history.feature != "__dataset__"], "score", "feature")
 
     st.subheader("Quality")
-    quality = _metrics(model, version, "quality", minutes)
+    quality = data.monitor_metrics(model, version, "quality", minutes)
     if quality.empty:
         st.info("No quality results: labels have not arrived for this window yet.")
     else:
@@ -91,7 +58,7 @@ def main() -> None:
         _line(quality[quality.metric.isin(shown)], "value", "metric")
 
     st.subheader("Latency and errors")
-    traffic = _metrics(model, version, "latency", minutes)
+    traffic = data.monitor_metrics(model, version, "latency", minutes)
     if traffic.empty:
         st.info("No traffic results in this time range.")
     else:
@@ -100,7 +67,7 @@ def main() -> None:
         _line(chosen, "value", "metric")
 
     st.subheader("SLOs")
-    slos = _slos(model, version)
+    slos = data.latest_slos(model, version)
     if slos.empty:
         st.info("No SLO applies to this version.")
     else:
