@@ -91,8 +91,10 @@ def test_demo_generates_traffic_into_its_own_store(tmp_path):
     finally:
         code, err = _stop(process)
     assert code == 0, err[-3000:]
-    logs = _count(f"chdb://{tmp_path / 'demo/store'}", "SELECT count() FROM inference_logs")
-    assert logs >= 100
+    url = f"chdb://{tmp_path / 'demo/store'}"
+    assert _count(url, "SELECT count() FROM inference_logs") >= 100
+    # Every demo model version has a reference profile for the drift monitor to compare with.
+    assert _count(url, "SELECT uniqExact(model, model_version) FROM reference_profiles") == 4
 
 
 def test_up_refuses_a_bad_config_without_a_traceback(tmp_path):

@@ -121,7 +121,7 @@ def _store(args: argparse.Namespace, config: WatchloopConfig) -> int:
 def _up(args: argparse.Namespace, config: WatchloopConfig, demo_rate: float | None = None) -> int:
     from prometheus_client import CollectorRegistry
 
-    from .demo import DemoTraffic
+    from .demo import DemoProfiles, DemoTraffic
     from .shell import Shell, serve_console
     from .wiring import build_components, build_writer
 
@@ -136,7 +136,8 @@ def _up(args: argparse.Namespace, config: WatchloopConfig, demo_rate: float | No
     registry = CollectorRegistry()
     components = build_components(config, store, writer, registry)
     if demo_rate is not None:
-        components.append(DemoTraffic(writer, rate_per_s=demo_rate))
+        traffic = DemoTraffic(writer, rate_per_s=demo_rate)
+        components[:0] = [DemoProfiles(store, traffic), traffic]
     shell = Shell(config, store, writer, components=components, registry=registry)
     try:
         shell.start()
@@ -157,7 +158,10 @@ def _up(args: argparse.Namespace, config: WatchloopConfig, demo_rate: float | No
 def _demo(args: argparse.Namespace, config: WatchloopConfig) -> int:
     """Like ``up``, on an embedded store of its own, with synthetic traffic."""
     data_dir = Path(args.data_dir).resolve()
-    updates: dict = {"data_dir": data_dir, "models": []}
+    from .demo import demo_monitor_settings
+
+    updates: dict = {"data_dir": data_dir, "models": [],
+                     "monitors": config.monitors or demo_monitor_settings()}
     if config.store.type == "chdb":
         updates["store"] = config.store.model_copy(update={"path": data_dir / "store"})
     return _up(args, config.model_copy(update=updates), demo_rate=args.rate)

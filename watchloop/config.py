@@ -23,6 +23,7 @@ from collectors.kafka_source import KafkaSourceSettings
 from collectors.redis_source import RedisStreamSettings
 from collectors.runner import RunnerSettings
 from collectors.serving_metrics import TorchServeMetricsSettings, TritonMetricsSettings
+from drift.settings import MonitorSettings
 from telemetry.errors import WatchloopError
 
 DEFAULT_CONFIG_FILE = "watchloop.yaml"
@@ -125,6 +126,8 @@ class WatchloopConfig(Settings):
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     models: list[ModelSettings] = Field(default_factory=list)
     collectors: CollectorsSettings = Field(default_factory=CollectorsSettings)
+    # Drift, quality, latency and SLO monitors; off unless the section is present.
+    monitors: MonitorSettings | None = None
 
     def store_url(self) -> str:
         """The store URL these settings select."""

@@ -17,6 +17,7 @@ from collectors.serving_metrics import (
     TritonMetricsPoller,
     TritonMetricsSettings,
 )
+from drift import MonitorRunner
 from telemetry import Store, TelemetryWriter
 
 from .config import WatchloopConfig
@@ -61,4 +62,6 @@ def build_components(
         components.append(CollectorRunner(
             store, writer, sources=sources, pollers=pollers,
             settings=config.collectors.runner, health=HealthBoard(registry)))
+    if config.monitors is not None:
+        components.append(MonitorRunner(config.monitors, store))
     return components
