@@ -14,6 +14,7 @@ records through both paths.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import uuid
@@ -145,7 +146,9 @@ class SqlLogIntake:
         self._store = store
         self._models = sorted(known_models) if known_models else []
         self._lock = threading.Lock()
-        token = uuid.uuid4().hex[:12]
+        # The process id in the names lets an embedded store's single owner drop scratch tables
+        # a killed predecessor left behind (Memory tables keep their definition on disk).
+        token = f"{os.getpid()}_{uuid.uuid4().hex[:8]}"
         self._intake = f"_intake_logs_{token}"
         self._parsed = f"_parsed_logs_{token}"
         self._created = False
@@ -203,6 +206,8 @@ class SqlLogIntake:
     def _ensure_tables(self) -> None:
         if self._created:
             return
+        if self._store.location.backend == "chdb":
+            self._drop_stale_tables()
         columns = ", ".join(f"{name} Nullable(String)" for name in _INTAKE_COLUMNS)
         self._store.command(
             f"CREATE TABLE IF NOT EXISTS {self._intake} (__wl_seq UInt32, {columns}) "
@@ -214,6 +219,17 @@ class SqlLogIntake:
              "check_models": 0},
         )
         self._created = True
+
+    def _drop_stale_tables(self) -> None:
+        """Drop scratch tables of processes that no longer own this embedded store."""
+        mine = f"_{os.getpid()}_"
+        for (name,) in self._store.query(
+            "SELECT name FROM system.tables WHERE database = {db:String} "
+            "AND match(name, '^_(intake|parsed)_logs_[0-9]+_[0-9a-f]+$')",
+            {"db": self._store.database},
+        ):
+            if mine not in name:
+                self._store.command(f"DROP TABLE IF EXISTS `{name}`")
 
     def close(self) -> None:
         """Drop the scratch tables."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 
 from telemetry import TelemetryWriter
@@ -125,3 +127,35 @@ def test_string_predictions_and_labels_are_kept_as_classes(store):
     assert store.query("SELECT prediction, prediction_label FROM inference_logs") == [
         (None, "spam")]
     assert store.query("SELECT label, label_value FROM labels") == [("ham", None)]
+
+
+_CRASH = """
+import os, sys, time
+from telemetry import Migrator, TelemetryWriter, open_store
+store = open_store(sys.argv[1])
+Migrator(store).migrate()
+TelemetryWriter(store).write_logs([{"request_id": "a", "model": "m", "version": 1,
+                                    "event_time": time.time(), "latency_ms": 1}], "t")
+os.kill(os.getpid(), 9)
+"""
+
+_REOPEN = """
+import sys, time
+from telemetry import TelemetryWriter, open_store
+store = open_store(sys.argv[1])
+writer = TelemetryWriter(store)
+writer.write_logs([{"request_id": "b", "model": "m", "version": 1,
+                    "event_time": time.time(), "latency_ms": 1}], "t")
+writer.close()
+scratch = store.scalar("SELECT count() FROM system.tables WHERE database = currentDatabase() "
+                       "AND match(name, '^_(intake|parsed)_logs_')")
+print(scratch, store.scalar("SELECT count() FROM inference_logs"))
+"""
+
+
+def test_scratch_tables_of_a_killed_owner_are_dropped_by_the_next(tmp_path):
+    url = f"chdb://{tmp_path / 'store'}"
+    subprocess.run([sys.executable, "-c", _CRASH, url], timeout=120, check=False)
+    done = subprocess.run([sys.executable, "-c", _REOPEN, url], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.split() == ["0", "2"], done.stderr[-2000:]
