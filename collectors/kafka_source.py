@@ -58,6 +58,7 @@ class KafkaSource:
         self._kinds.update({t: "label" for t in settings.label_topics})
         self._consumer_factory = consumer_factory
         self._consumer: Any = None
+        self._records_per_message = 1.0  # running average; messages may carry many records
 
     def _connect(self) -> Any:
         if self._consumer is not None:
@@ -93,13 +94,14 @@ class KafkaSource:
         return consumer
 
     def poll(self, max_records: int, timeout_s: float) -> SourceBatch:
-        """Up to ``max_records`` messages' records (a message may carry several)."""
+        """About ``max_records`` records (a message may carry several, so the number of messages
+        asked for follows the average seen so far)."""
         from kafka.errors import KafkaError
 
         consumer = self._connect()
+        messages = max(1, int(max_records / self._records_per_message))
         try:
-            fetched = consumer.poll(timeout_ms=int(timeout_s * 1000),
-                                    max_records=max(1, max_records))
+            fetched = consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=messages)
         except KafkaError as exc:
             raise CollectorError(
                 f"polling Kafka at {self.settings.bootstrap_servers} failed: {exc}") from exc
@@ -110,6 +112,10 @@ class KafkaSource:
                 position = (partition, message.offset)
                 for payload in split_message(message.value):
                     records.append(SourceRecord(kind, payload, position))
+        count = sum(len(batch) for batch in fetched.values())
+        if count:
+            per_message = len(records) / count
+            self._records_per_message = 0.8 * self._records_per_message + 0.2 * per_message
         return SourceBatch(records, lag=self._lag(consumer) if records else None)
 
     def acknowledge(self, records: Sequence[SourceRecord]) -> None:
