@@ -29,10 +29,6 @@ from .records import (
 )
 from .store import Store
 
-_LOG_COLUMNS = (
-    "request_id", "model", "model_version", "event_time", "ingest_time", "latency_ms", "status",
-    "error", "numeric_features", "categorical_features", "prediction", "prediction_label", "source",
-)
 _LABEL_COLUMNS = ("request_id", "label", "label_value", "label_time", "ingest_time", "source")
 
 
@@ -76,7 +72,6 @@ class TelemetryWriter:
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._store = store
-        self._known_models = frozenset(known_models) if known_models else None
         self._max_record_bytes = max_record_bytes
         self._clock = clock or store.now
         self._intake = SqlLogIntake(store, known_models=known_models)
@@ -185,11 +180,6 @@ class TelemetryWriter:
 
     def _too_large(self, size: int) -> str:
         return f"record: {size} bytes exceeds the limit of {self._max_record_bytes} bytes"
-
-    def _check_model(self, model: str) -> None:
-        if self._known_models is not None and model not in self._known_models:
-            known = ", ".join(sorted(self._known_models))
-            raise ValueError(f"model: unknown model {model!r} (configured models: {known})")
 
     def _drop_stored_labels(self, rows: dict[str, list[Any]], result: IngestResult) -> None:
         if not rows["request_id"]:
