@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
+import re
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +27,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 from .errors import StoreError, StoreLockedError, StoreUnavailableError
+
+log = logging.getLogger("watchloop.store")
 
 DEFAULT_DATABASE = "watchloop"
 PASSWORD_ENV = "WATCHLOOP_CLICKHOUSE_PASSWORD"
@@ -227,19 +231,43 @@ class _Translated:
         return False
 
 
-def open_store(url: str, *, password: str | None = None, create_database: bool = True) -> Store:
+def open_store(
+    url: str,
+    *,
+    password: str | None = None,
+    create_database: bool = True,
+    attempts: int = 1,
+    backoff_s: float = 0.5,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Store:
     """Open the store at ``url`` and make sure its database exists.
 
     For a server, the password is ``password`` or else the ``WATCHLOOP_CLICKHOUSE_PASSWORD``
-    environment variable. Raises ``StoreLockedError`` if another process owns an embedded
-    directory, and ``StoreUnavailableError`` if a server does not answer.
+    environment variable, and an unreachable server is tried ``attempts`` times, waiting
+    ``backoff_s`` and then twice as long each time. Raises ``StoreLockedError`` if another
+    process owns an embedded directory, and ``StoreUnavailableError`` if a server does not
+    answer.
     """
-    import clickhouse_connect
-
     location = StoreLocation.parse(url)
     if location.backend == "chdb":
         return _open_chdb(location, create_database)
     password = password if password is not None else os.environ.get(PASSWORD_ENV, "")
+    for attempt in range(1, attempts + 1):
+        try:
+            return _open_server(location, password, create_database)
+        except StoreUnavailableError as exc:
+            if attempt == attempts:
+                raise
+            delay = backoff_s * 2 ** (attempt - 1)
+            log.warning("%s (attempt %d of %d); retrying in %.1fs", exc, attempt, attempts,
+                        delay)
+            sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _open_server(location: StoreLocation, password: str, create_database: bool) -> Store:
+    import clickhouse_connect
+
     try:
         client = clickhouse_connect.get_client(
             host=location.host,
@@ -253,9 +281,16 @@ def open_store(url: str, *, password: str | None = None, create_database: bool =
         client.database = location.database
     except Exception as exc:
         raise StoreUnavailableError(
-            f"cannot reach the ClickHouse server at {location.display}: {exc}"
+            f"cannot reach the ClickHouse server at {location.display}: {_reason(exc)}"
         ) from exc
     return Store(client, location)
+
+
+def _reason(exc: BaseException) -> str:
+    """The useful part of a connection error ("[Errno 111] Connection refused"), not a URL dump."""
+    text = str(exc)
+    found = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
+    return found[0] if found else text.splitlines()[0][:300]
 
 
 def _open_chdb(location: StoreLocation, create_database: bool) -> Store:

@@ -166,3 +166,17 @@ def test_the_store_reports_its_queries_errors_as_store_errors(store):
     started = time.monotonic()
     assert store.ping()
     assert time.monotonic() - started < 60
+
+
+def test_an_unreachable_server_is_named_and_retried_with_backoff():
+    from telemetry import StoreUnavailableError, open_store
+    from watchloop.services.base import free_port
+
+    waits: list[float] = []
+    url = f"http://watchloop@127.0.0.1:{free_port()}/metrics"
+    with pytest.raises(StoreUnavailableError) as caught:
+        open_store(url, attempts=4, backoff_s=0.5, sleep=waits.append)
+    assert waits == [0.5, 1.0, 2.0]
+    message = str(caught.value)
+    assert "http://watchloop@127.0.0.1:" in message and "Connection refused" in message
+    assert "query_id" not in message

@@ -60,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Connection failures are reported once, by Watchloop, with the address; not per retry.
+    for noisy in ("urllib3", "urllib3.connectionpool", "clickhouse_connect"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
         if args.command == "config":
             return _config_check(args.file or args.config)
@@ -131,7 +134,8 @@ def _up(args: argparse.Namespace, config: WatchloopConfig, demo_rate: float | No
     if getattr(args, "console_port", None) is not None:
         updates["console"] = config.console.model_copy(update={"port": args.console_port})
     config = config.model_copy(update=updates)
-    store = open_store(config.store_url(), password=config.store_password())
+    # A ClickHouse server may still be starting: try for about a minute before giving up.
+    store = open_store(config.store_url(), password=config.store_password(), attempts=7)
     writer = build_writer(config, store)
     registry = CollectorRegistry()
     components = build_components(config, store, writer, registry)
