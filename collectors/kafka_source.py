@@ -36,6 +36,7 @@ class KafkaSourceSettings(BaseModel):
     max_poll_interval_ms: int = 300_000
     fetch_max_wait_ms: int = 100  # how long the broker may hold a fetch: bounds freshness
     max_partition_fetch_bytes: int = 8 * 1024 * 1024
+    bootstrap_timeout_ms: int = 5_000  # per connection attempt; the runner retries with backoff
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
@@ -77,6 +78,7 @@ class KafkaSource:
             "max_poll_interval_ms": s.max_poll_interval_ms,
             "fetch_max_wait_ms": s.fetch_max_wait_ms,
             "max_partition_fetch_bytes": s.max_partition_fetch_bytes,
+            "bootstrap_timeout_ms": s.bootstrap_timeout_ms,
             "security_protocol": s.security_protocol,
             "client_id": f"watchloop-{s.name}",
         }

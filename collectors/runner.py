@@ -102,21 +102,20 @@ class CollectorRunner:
         settings = self.settings
         buffer: list[SourceRecord] = []
         oldest = 0.0
+        delay = settings.backoff_initial_s
         try:
             while not self._stop.is_set():
                 try:
                     batch = source.poll(settings.batch_size - len(buffer), settings.poll_timeout_s)
-                except CollectorError as exc:
-                    if self.health.failed(source.name, str(exc), store=False):
-                        log.warning("%s: %s (retrying)", source.name, exc)
-                    self._stop.wait(settings.backoff_initial_s * 10)
-                    continue
-                except Exception as exc:  # keep consuming; nothing was acknowledged
-                    if self.health.failed(source.name, f"{type(exc).__name__}: {exc}",
-                                          store=False):
-                        log.exception("%s: unexpected error while polling; retrying",
-                                      source.name)
-                    self._stop.wait(settings.backoff_initial_s * 10)
+                    delay = settings.backoff_initial_s
+                except Exception as exc:  # keep trying; nothing was acknowledged
+                    reason = str(exc) if isinstance(exc, CollectorError) \
+                        else f"{type(exc).__name__}: {exc}"
+                    if self.health.failed(source.name, reason, store=False):
+                        log.warning("%s: %s (retrying with backoff)", source.name, reason,
+                                    exc_info=not isinstance(exc, CollectorError))
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, settings.backoff_max_s)
                     continue
                 if batch.records:
                     if not buffer:

@@ -271,3 +271,17 @@ def test_kill_9_mid_stream_then_restart_stores_every_record_exactly_once(transpo
              "(SELECT count() FROM inference_logs FINAL) FROM inference_logs")[0]
     assert (distinct, final) == (total, total)
     assert count == total  # the writer dropped the redelivered ones before inserting
+
+
+def test_an_unreachable_broker_is_reported_with_its_address_and_retried(store):
+    port = free_port()
+    source = KafkaSource(KafkaSourceSettings(bootstrap_servers=f"127.0.0.1:{port}",
+                                             log_topics=["logs"], bootstrap_timeout_ms=500))
+    runner = CollectorRunner(store, TelemetryWriter(store), sources=[source], settings=FAST)
+    runner.start()
+    try:
+        health = wait_until(lambda: [h for h in runner.health.snapshot() if h.last_error])
+    finally:
+        runner.stop()
+    assert f"127.0.0.1:{port}" in health[0].last_error
+    assert health[0].rows_out == 0
