@@ -41,6 +41,9 @@ _JSON_AS_TEXT = {
     "input_format_allow_errors_num": 1_000_000_000,
 }
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The reason given to a record whose nested JSON ClickHouse cannot read (e.g. a NaN inside
+# ``features``): it is handed back as unparsed, for the pydantic model to explain.
+_UNREADABLE = "unreadable"
 _EMPTY_OBJECT = re.compile(rb"^\{\s*\}$")
 
 # Event time: ISO 8601 text, or Unix seconds, or milliseconds when above 2e10 (as pydantic).
@@ -112,8 +115,8 @@ WITH
         {{check_models:UInt8}} AND mdl NOT IN {{models:Array(String)}},
             concat('model: unknown model ''', mdl, ''' (configured models: ',
                    arrayStringConcat({{models:Array(String)}}, ', '), ')'),
-        NOT isValidJSON(feats) OR NOT startsWith(trimLeft(feats), '{{'),
-            'features: Input should be a valid dictionary',
+        NOT isValidJSON(feats), '{unreadable}',
+        NOT startsWith(trimLeft(feats), '{{'), 'features: Input should be a valid dictionary',
         bad_feature.1 != '',
             concat('features.', bad_feature.1,
                    ': Input should be a finite number, a string or a boolean'),
@@ -152,8 +155,8 @@ class SqlLogIntake:
         self._intake = f"_intake_logs_{token}"
         self._parsed = f"_parsed_logs_{token}"
         self._created = False
-        self._parse_sql = _PARSE.format(
-            intake=self._intake, days=LOG_RETENTION.days, event_time=_EVENT_TIME)
+        self._parse_sql = _PARSE.format(intake=self._intake, days=LOG_RETENTION.days,
+                                        event_time=_EVENT_TIME, unreadable=_UNREADABLE)
 
     def write(self, payloads: Sequence[bytes], ingest_ms: int, source: str) -> IntakeResult:
         """Validate and store JSON objects (bytes, each starting with ``{``)."""
@@ -192,15 +195,17 @@ class SqlLogIntake:
         for seq, reason in store.query(
             f"SELECT __wl_seq, reason FROM {self._parsed} WHERE NOT keep ORDER BY __wl_seq"
         ):
-            if reason:
+            if reason == _UNREADABLE:
+                result.unparsed.append(seq)
+            elif reason:
                 result.rejected.append((seq, reason))
             else:
                 result.duplicates += 1
         seen = store.scalar(f"SELECT count() FROM {self._parsed}")
-        result.accepted = seen - len(result.rejected) - result.duplicates
+        result.accepted = seen - len(result.rejected) - len(result.unparsed) - result.duplicates
         if seen < count:
             present = set(store.scalar(f"SELECT groupArray(__wl_seq) FROM {self._parsed}"))
-            result.unparsed = [i for i in range(count) if i not in present]
+            result.unparsed += [i for i in range(count) if i not in present]
         return result
 
     def _ensure_tables(self) -> None:
