@@ -39,6 +39,10 @@ _JSON_AS_TEXT = {
     "input_format_json_read_arrays_as_strings": 1,
     "input_format_allow_errors_ratio": 1,
     "input_format_allow_errors_num": 1_000_000_000,
+    # Blocks of a few thousand rows let the parse that follows use every core (one block is
+    # read by one thread): about 20% faster per batch of 10k on 2 cores.
+    "max_insert_block_size": 2_500,
+    "min_insert_block_size_rows": 2_500,
 }
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # The reason given to a record whose nested JSON ClickHouse cannot read (e.g. a NaN inside
