@@ -177,35 +177,34 @@ class SqlLogIntake:
         store = self._store
         store.raw_insert(self._intake, body, "JSONEachRow", _JSON_AS_TEXT)
         # A redelivered record has the same event time: only the batch's range is searched.
-        low, high = store.query(f"SELECT min(ev), max(ev) FROM (SELECT {_EVENT_TIME} AS ev "
-                                f"FROM {self._intake})")[0]
+        batch_times = f"(SELECT {_EVENT_TIME} AS ev FROM {self._intake})"
         store.command(
             f"INSERT INTO {self._parsed} "
             "SELECT *, reason = '' "
             "AND row_number() OVER (PARTITION BY request_id ORDER BY __wl_seq) = 1 "
             "AND request_id NOT IN (SELECT request_id FROM inference_logs WHERE event_time "
-            "BETWEEN {low:DateTime64(3, 'UTC')} AND {high:DateTime64(3, 'UTC')}) AS keep "
+            f"BETWEEN (SELECT min(ev) FROM {batch_times}) "
+            f"AND (SELECT max(ev) FROM {batch_times})) AS keep "
             f"FROM ({self._parse_sql})",
             {"oldest": _moment(ingest_ms) - LOG_RETENTION, "ingest": _moment(ingest_ms),
              "source": source, "models": self._models or [""],
-             "check_models": int(bool(self._models)),
-             "low": low or _EPOCH, "high": high or _EPOCH},
+             "check_models": int(bool(self._models))},
         )
         store.command(
             f"INSERT INTO inference_logs ({', '.join(LOG_COLUMNS)}) "
             f"SELECT {', '.join(LOG_COLUMNS)} FROM {self._parsed} WHERE keep"
         )
         result = IntakeResult()
-        for seq, reason in store.query(
-            f"SELECT __wl_seq, reason FROM {self._parsed} WHERE NOT keep ORDER BY __wl_seq"
-        ):
+        seen, refused = store.query(
+            f"SELECT count(), arraySort(groupArrayIf((__wl_seq, reason), NOT keep)) "
+            f"FROM {self._parsed}")[0]
+        for seq, reason in refused:
             if reason == _UNREADABLE:
                 result.unparsed.append(seq)
             elif reason:
                 result.rejected.append((seq, reason))
             else:
                 result.duplicates += 1
-        seen = store.scalar(f"SELECT count() FROM {self._parsed}")
         result.accepted = seen - len(result.rejected) - len(result.unparsed) - result.duplicates
         if seen < count:
             present = set(store.scalar(f"SELECT groupArray(__wl_seq) FROM {self._parsed}"))
