@@ -60,6 +60,7 @@ class KafkaSource:
         self._consumer_factory = consumer_factory
         self._consumer: Any = None
         self._records_per_message = 1.0  # running average; messages may carry many records
+        self._uncommitted: dict[Any, int] = {}  # stored but not yet committed, per partition
 
     def _connect(self) -> Any:
         if self._consumer is not None:
@@ -101,6 +102,11 @@ class KafkaSource:
         from kafka.errors import KafkaError
 
         consumer = self._connect()
+        if self._uncommitted:
+            try:
+                self._commit_pending()
+            except CollectorError as exc:
+                log.warning("%s: %s", self.name, exc)
         messages = max(1, int(max_records / self._records_per_message))
         try:
             fetched = consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=messages)
@@ -121,21 +127,35 @@ class KafkaSource:
         return SourceBatch(records, lag=self._lag(consumer) if records else None)
 
     def acknowledge(self, records: Sequence[SourceRecord]) -> None:
-        """Commit, per partition, the offset after the last stored message."""
+        """Commit, per partition, the offset after the last stored message.
+
+        A commit that fails (a rebalance in progress, a broker away) is kept and tried again
+        on the next poll, so a quiet topic does not keep a stale committed offset.
+        """
+        for record in records:
+            partition, offset = record.position
+            self._uncommitted[partition] = max(self._uncommitted.get(partition, -1), offset + 1)
+        self._commit_pending()
+
+    def _commit_pending(self) -> None:
         from kafka.errors import KafkaError
         from kafka.structs import OffsetAndMetadata
 
-        ends: dict[Any, int] = {}
-        for record in records:
-            partition, offset = record.position
-            ends[partition] = max(ends.get(partition, -1), offset + 1)
-        if not ends:
+        if not self._uncommitted:
+            return
+        consumer = self._connect()
+        # Partitions moved to another member are theirs to commit now.
+        assigned = consumer.assignment()
+        pending = {tp: o for tp, o in self._uncommitted.items() if tp in assigned}
+        self._uncommitted = pending
+        if not pending:
             return
         try:
-            self._connect().commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in ends.items()})
+            consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in pending.items()})
         except KafkaError as exc:
             raise CollectorError(f"committing offsets to {self.settings.bootstrap_servers} "
-                                 f"failed: {exc}") from exc
+                                 f"failed (will retry): {exc}") from exc
+        self._uncommitted = {}
 
     def _lag(self, consumer: Any) -> float | None:
         total = 0

@@ -174,10 +174,9 @@ class CollectorRunner:
         try:
             source.acknowledge(buffer)
         except CollectorError as exc:
-            # Stored but not acknowledged: the source will redeliver, and the writer will
-            # recognise the records as duplicates.
-            log.warning("%s: acknowledging failed, records will be redelivered: %s",
-                        source.name, exc)
+            # Stored but not acknowledged: the source retries the acknowledgement, or delivers
+            # the records again and the writer recognises them as duplicates.
+            log.warning("%s: acknowledging failed: %s", source.name, exc)
         self.health.stored(source.name, stored, dead, duplicates, self._clock())
         return True
 

@@ -261,7 +261,7 @@ def test_kill_9_mid_stream_then_restart_stores_every_record_exactly_once(transpo
             collector.kill()
     restarted = _start_collector(tmp_path, transport)
     try:
-        wait_until(lambda: transport.acknowledged() == total, timeout=120, every=1)
+        wait_until(lambda: transport.acknowledged() == total, timeout=240, every=1)
     finally:
         restarted.send_signal(signal.SIGTERM)
         _, err = restarted.communicate(timeout=60)
