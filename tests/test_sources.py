@@ -285,3 +285,38 @@ def test_an_unreachable_broker_is_reported_with_its_address_and_retried(store):
         runner.stop()
     assert f"127.0.0.1:{port}" in health[0].last_error
     assert health[0].rows_out == 0
+
+
+def test_a_failed_offset_commit_is_retried_even_when_no_new_records_arrive(kafka_broker, store):
+    from kafka import KafkaConsumer
+    from kafka.errors import KafkaError
+
+    class CommitFailsOnce(KafkaConsumer):
+        """The real client, whose first commit fails as during a coordinator move."""
+
+        failures = 1
+
+        def commit(self, offsets=None, timeout_ms=None):
+            if CommitFailsOnce.failures:
+                CommitFailsOnce.failures -= 1
+                raise KafkaError("injected: the group coordinator moved")
+            return super().commit(offsets, timeout_ms)
+
+    transport = KafkaTransport(kafka_broker)
+    try:
+        for i in range(50):
+            transport.send(json.dumps(_log(f"c{i}")).encode(), key=i)
+        transport.flush()
+        source = KafkaSource(KafkaSourceSettings(**transport.settings()),
+                             consumer_factory=CommitFailsOnce)
+        runner = CollectorRunner(store, TelemetryWriter(store), sources=[source],
+                                 settings=FAST)
+        runner.start()
+        try:
+            wait_until(lambda: _count(store) == 50)
+            wait_until(lambda: transport.acknowledged() == 50)
+        finally:
+            runner.stop()
+        assert CommitFailsOnce.failures == 0
+    finally:
+        transport.close()
