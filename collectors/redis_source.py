@@ -50,6 +50,7 @@ class RedisStreamSource:
         self._client_factory = client_factory
         self._client: Any = None
         self._backlog_done: set[str] = set()
+        self._unacked: dict[str, set] = {}  # stored entries whose XACK has not gone through
 
     def _connect(self) -> Any:
         if self._client is not None:
@@ -80,6 +81,8 @@ class RedisStreamSource:
         """Pending entries first (after a restart), then claimed stale ones, then new ones."""
         import redis
 
+        if self._unacked:
+            self._ack_pending()
         client = self._connect()
         group, me = self.settings.group, self.consumer
         try:
@@ -134,20 +137,27 @@ class RedisStreamSource:
         return float(total)
 
     def acknowledge(self, records: Sequence[SourceRecord]) -> None:
-        """XACK every entry the records came from."""
-        import redis
-
-        by_stream: dict[str, set] = {}
+        """XACK every entry the records came from; a failed XACK is retried on the next poll."""
         for record in records:
             stream, entry_id = record.position
-            by_stream.setdefault(stream, set()).add(entry_id)
+            self._unacked.setdefault(stream, set()).add(entry_id)
+        self._ack_pending()
+
+    def _ack_pending(self) -> None:
+        import redis
+
+        if not self._unacked:
+            return
         try:
             pipe = self._connect().pipeline(transaction=False)
-            for stream, ids in by_stream.items():
+            for stream, ids in self._unacked.items():
                 pipe.xack(stream, self.settings.group, *ids)
             pipe.execute()
         except redis.RedisError as exc:
-            raise CollectorError(f"XACK to Redis at {self._address()} failed: {exc}") from exc
+            self._client = None
+            raise CollectorError(f"XACK to Redis at {self._address()} failed (will retry): "
+                                 f"{exc}") from exc
+        self._unacked = {}
 
     def close(self) -> None:
         if self._client is not None:

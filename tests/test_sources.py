@@ -320,3 +320,41 @@ def test_a_failed_offset_commit_is_retried_even_when_no_new_records_arrive(kafka
         assert CommitFailsOnce.failures == 0
     finally:
         transport.close()
+
+
+def test_a_failed_xack_is_retried_even_when_no_new_entries_arrive(redis_server, store):
+    import redis
+
+    class AckFailsOnce(redis.Redis):
+        """The real client, whose first XACK pipeline fails as on a dropped connection."""
+
+        failures = 1
+
+        def pipeline(self, *args, **kwargs):
+            pipe = super().pipeline(*args, **kwargs)
+            if AckFailsOnce.failures:
+                AckFailsOnce.failures -= 1
+
+                def reset(*_args, **_kwargs):
+                    raise redis.ConnectionError("injected: connection reset by peer")
+
+                pipe.execute = reset
+            return pipe
+
+    transport = RedisTransport(redis_server)
+    try:
+        for i in range(50):
+            transport.send(json.dumps(_log(f"x{i}")).encode())
+        source = RedisStreamSource(RedisStreamSettings(**transport.settings()),
+                                   client_factory=lambda: AckFailsOnce.from_url(transport.url))
+        runner = CollectorRunner(store, TelemetryWriter(store), sources=[source],
+                                 settings=FAST)
+        runner.start()
+        try:
+            wait_until(lambda: _count(store) == 50)
+            wait_until(lambda: transport.acknowledged() == 50)
+        finally:
+            runner.stop()
+        assert AckFailsOnce.failures == 0
+    finally:
+        transport.close()
