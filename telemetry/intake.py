@@ -177,18 +177,20 @@ class SqlLogIntake:
         store = self._store
         store.raw_insert(self._intake, body, "JSONEachRow", _JSON_AS_TEXT)
         # A redelivered record has the same event time: only the batch's range is searched.
-        batch_times = f"(SELECT {_EVENT_TIME} AS ev FROM {self._intake})"
+        # One pass finds the range; two scalar subqueries would parse the times twice.
+        low, high = store.query(f"SELECT min(ev), max(ev) FROM (SELECT {_EVENT_TIME} AS ev "
+                                f"FROM {self._intake})")[0]
         store.command(
             f"INSERT INTO {self._parsed} "
             "SELECT *, reason = '' "
             "AND row_number() OVER (PARTITION BY request_id ORDER BY __wl_seq) = 1 "
             "AND request_id NOT IN (SELECT request_id FROM inference_logs WHERE event_time "
-            f"BETWEEN (SELECT min(ev) FROM {batch_times}) "
-            f"AND (SELECT max(ev) FROM {batch_times})) AS keep "
+            "BETWEEN {low:DateTime64(3, 'UTC')} AND {high:DateTime64(3, 'UTC')}) AS keep "
             f"FROM ({self._parse_sql})",
             {"oldest": _moment(ingest_ms) - LOG_RETENTION, "ingest": _moment(ingest_ms),
              "source": source, "models": self._models or [""],
-             "check_models": int(bool(self._models))},
+             "check_models": int(bool(self._models)),
+             "low": low or _EPOCH, "high": high or _EPOCH},
         )
         store.command(
             f"INSERT INTO inference_logs ({', '.join(LOG_COLUMNS)}) "
