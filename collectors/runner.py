@@ -152,10 +152,10 @@ class CollectorRunner:
                         stored += result.accepted
                         dead += result.rejected
                         duplicates += result.duplicates
-                for record in broken:
-                    kind = "inference_log" if record.kind == "log" else "label"
-                    dead += self._writer.dead_letter(
-                        [record.payload], record.error, source.name, kind)
+                for kind, table_kind in (("log", "inference_log"), ("label", "label")):
+                    rejected = [(r.payload, r.error) for r in broken if r.kind == kind]
+                    if rejected:
+                        dead += self._writer.dead_letter(rejected, source.name, table_kind)
                 break
             except StoreError as exc:
                 if self.health.failed(source.name, f"store: {exc}", store=True):

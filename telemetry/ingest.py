@@ -147,11 +147,13 @@ class TelemetryWriter:
         self._dead_letter(result, source, "label", ingest_ms)
         return result
 
-    def dead_letter(self, payloads: Sequence[Any], reason: str, source: str, kind: str) -> int:
-        """Store records that failed before validation (say, a body that is not JSON)."""
-        result = IngestResult(
-            rejections=[Rejection(i, payload_text(p), reason) for i, p in enumerate(payloads)]
-        )
+    def dead_letter(self, rejected: Sequence[tuple[Any, str]], source: str, kind: str) -> int:
+        """Store (payload, reason) pairs that failed before validation, in one insert (say, a
+        body that is not JSON, or a stream entry without its data field)."""
+        result = IngestResult(rejections=[
+            Rejection(i, payload_text(payload), reason)
+            for i, (payload, reason) in enumerate(rejected)
+        ])
         self._dead_letter(result, source, kind, _ticks(self._clock()))
         return result.rejected
 

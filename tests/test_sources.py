@@ -358,3 +358,27 @@ def test_a_failed_xack_is_retried_even_when_no_new_entries_arrive(redis_server, 
         assert AckFailsOnce.failures == 0
     finally:
         transport.close()
+
+
+def test_redis_entries_without_the_data_field_are_dead_lettered_and_acknowledged(
+        redis_server, store):
+    transport = RedisTransport(redis_server)
+    try:
+        for i in range(3):
+            transport.send(json.dumps(_log(f"d{i}")).encode())
+        for i in range(2):
+            transport.client.xadd(transport.stream, {"body": json.dumps(_log(f"w{i}"))})
+        runner = CollectorRunner(store, TelemetryWriter(store), sources=[transport.source()],
+                                 settings=FAST)
+        runner.start()
+        try:
+            wait_until(lambda: _count(store) == 3)
+            wait_until(lambda: transport.acknowledged() == 5)
+        finally:
+            runner.stop()
+        reasons = [r for (r,) in store.query("SELECT reason FROM dead_letters")]
+        assert len(reasons) == 2
+        assert all("has no 'data' field" in r for r in reasons)
+        assert store.scalar("SELECT uniqExact(kind) FROM dead_letters") == 1
+    finally:
+        transport.close()

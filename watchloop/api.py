@@ -87,7 +87,7 @@ def create_app(
             result = await run_in_threadpool(write, records, "http")
             if unparsable:
                 await run_in_threadpool(
-                    writer.dead_letter, [body], unparsable, "http", f"{kind}_batch")
+                    writer.dead_letter, [(body, unparsable)], "http", f"{kind}_batch")
         except StoreError as exc:
             metrics.store_errors.labels(kind).inc()
             metrics.http_requests.labels(route, "503").inc()
