@@ -27,3 +27,18 @@ def store() -> Iterator[Store]:
     finally:
         if not opened.closed:
             opened.command(f"DROP DATABASE IF EXISTS `{opened.database}`")
+
+
+@pytest.fixture
+def console_store(store: Store) -> Iterator[Store]:
+    """A fresh store that console pages in this process read (through ``dashboard.shared``)."""
+    import streamlit as st
+
+    from dashboard import shared
+
+    # Query results are cached per process for a few seconds; each test has a fresh store.
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    shared.use_store(store)
+    yield store
+    shared.use_store(None)

@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from dashboard import shared
 from telemetry import TelemetryWriter
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
-
-
-@pytest.fixture
-def console_store(store) -> Iterator:
-    # Query results are cached per process for a few seconds; each test has a fresh store.
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    shared.use_store(store)
-    yield store
-    shared.use_store(None)
 
 
 def _run() -> AppTest:

@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from dashboard import shared
 from drift import MonitorRunner, MonitorSettings, ProfileBuilder, ProfileRepository
 from drift.frames import log_columns
 from drift.slo import floor_minute
 
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
 NOW = floor_minute(datetime.now(UTC)) - timedelta(minutes=5) + timedelta(seconds=10)
-
-
-@pytest.fixture
-def console_store(store) -> Iterator:
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    shared.use_store(store)
-    yield store
-    shared.use_store(None)
 
 
 def _app(tmp_path: Path) -> AppTest:

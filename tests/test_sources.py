@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -139,6 +140,17 @@ def transport(request) -> Iterator:
     made.close()
 
 
+@contextmanager
+def _running(store, source) -> Iterator[CollectorRunner]:
+    """The collector runner over one source, started for the block and stopped after it."""
+    runner = CollectorRunner(store, TelemetryWriter(store), sources=[source], settings=FAST)
+    runner.start()
+    try:
+        yield runner
+    finally:
+        runner.stop()
+
+
 class FlakyStore:
     """The real store, with an outage switch: while on, every write raises StoreError."""
 
@@ -178,15 +190,10 @@ def test_records_land_once_and_bad_ones_are_dead_lettered_with_reasons(transport
     transport.send(json.dumps(_log("r0")).encode(), key=0)  # a producer retry: a duplicate
     transport.flush()
 
-    runner = CollectorRunner(store, TelemetryWriter(store), sources=[transport.source()],
-                             settings=FAST)
-    runner.start()
-    try:
+    with _running(store, transport.source()) as runner:
         wait_until(lambda: store.scalar("SELECT count() FROM dead_letters") == 3)
         wait_until(lambda: _count(store) == good + 25)
         wait_until(lambda: store.scalar("SELECT count() FROM labels") == 1)
-    finally:
-        runner.stop()
     assert store.scalar("SELECT count() FROM inference_logs") == good + 25  # raw, not FINAL
     reasons = sorted(r for (r,) in store.query("SELECT reason FROM dead_letters"))
     assert reasons[0].startswith("latency_ms:") or "Invalid JSON" in reasons[0]
@@ -202,10 +209,7 @@ def test_a_store_outage_loses_nothing_and_acknowledges_nothing_until_it_recovers
         transport, store):
     flaky = FlakyStore(store)
     flaky.down = True
-    runner = CollectorRunner(flaky, TelemetryWriter(flaky), sources=[transport.source()],
-                             settings=FAST)
-    runner.start()
-    try:
+    with _running(flaky, transport.source()) as runner:
         for i in range(200):
             transport.send(json.dumps(_log(f"o{i}")).encode(), key=i)
         transport.flush()
@@ -215,8 +219,6 @@ def test_a_store_outage_loses_nothing_and_acknowledges_nothing_until_it_recovers
         flaky.down = False
         wait_until(lambda: _count(store) == 200)
         wait_until(lambda: transport.acknowledged() == 200)
-    finally:
-        runner.stop()
     assert store.scalar("SELECT uniqExact(request_id) FROM inference_logs") == 200
 
 
@@ -277,12 +279,8 @@ def test_an_unreachable_broker_is_reported_with_its_address_and_retried(store):
     port = free_port()
     source = KafkaSource(KafkaSourceSettings(bootstrap_servers=f"127.0.0.1:{port}",
                                              log_topics=["logs"], bootstrap_timeout_ms=500))
-    runner = CollectorRunner(store, TelemetryWriter(store), sources=[source], settings=FAST)
-    runner.start()
-    try:
+    with _running(store, source) as runner:
         health = wait_until(lambda: [h for h in runner.health.snapshot() if h.last_error])
-    finally:
-        runner.stop()
     assert f"127.0.0.1:{port}" in health[0].last_error
     assert health[0].rows_out == 0
 
@@ -309,14 +307,9 @@ def test_a_failed_offset_commit_is_retried_even_when_no_new_records_arrive(kafka
         transport.flush()
         source = KafkaSource(KafkaSourceSettings(**transport.settings()),
                              consumer_factory=CommitFailsOnce)
-        runner = CollectorRunner(store, TelemetryWriter(store), sources=[source],
-                                 settings=FAST)
-        runner.start()
-        try:
+        with _running(store, source):
             wait_until(lambda: _count(store) == 50)
             wait_until(lambda: transport.acknowledged() == 50)
-        finally:
-            runner.stop()
         assert CommitFailsOnce.failures == 0
     finally:
         transport.close()
@@ -347,14 +340,9 @@ def test_a_failed_xack_is_retried_even_when_no_new_entries_arrive(redis_server, 
             transport.send(json.dumps(_log(f"x{i}")).encode())
         source = RedisStreamSource(RedisStreamSettings(**transport.settings()),
                                    client_factory=lambda: AckFailsOnce.from_url(transport.url))
-        runner = CollectorRunner(store, TelemetryWriter(store), sources=[source],
-                                 settings=FAST)
-        runner.start()
-        try:
+        with _running(store, source):
             wait_until(lambda: _count(store) == 50)
             wait_until(lambda: transport.acknowledged() == 50)
-        finally:
-            runner.stop()
         assert AckFailsOnce.failures == 0
     finally:
         transport.close()
@@ -368,14 +356,9 @@ def test_redis_entries_without_the_data_field_are_dead_lettered_and_acknowledged
             transport.send(json.dumps(_log(f"d{i}")).encode())
         for i in range(2):
             transport.client.xadd(transport.stream, {"body": json.dumps(_log(f"w{i}"))})
-        runner = CollectorRunner(store, TelemetryWriter(store), sources=[transport.source()],
-                                 settings=FAST)
-        runner.start()
-        try:
+        with _running(store, transport.source()):
             wait_until(lambda: _count(store) == 3)
             wait_until(lambda: transport.acknowledged() == 5)
-        finally:
-            runner.stop()
         reasons = [r for (r,) in store.query("SELECT reason FROM dead_letters")]
         assert len(reasons) == 2
         assert all("has no 'data' field" in r for r in reasons)
