@@ -43,6 +43,7 @@ from bench._common import (
 from collectors.kafka_source import KafkaSource, KafkaSourceSettings
 from collectors.runner import CollectorRunner, RunnerSettings
 from telemetry import Migrator, TelemetryWriter, open_store
+from telemetry.intake import LOG_COLUMNS
 from telemetry.records import InferenceLogRecord, split_features
 from watchloop.api import create_app
 from watchloop.metrics import ShellMetrics
@@ -52,10 +53,7 @@ from watchloop.shell import ApiServer
 
 def _columns(records: list[dict], ingest_ms: int) -> dict[str, list]:
     """Records as the columns the raw insert takes (prepared outside the timed section)."""
-    columns: dict[str, list] = {name: [] for name in (
-        "request_id", "model", "model_version", "event_time", "ingest_time", "latency_ms",
-        "status", "error", "numeric_features", "categorical_features", "prediction",
-        "prediction_label", "source")}
+    columns: dict[str, list] = {name: [] for name in LOG_COLUMNS}
     for raw in records:
         record = InferenceLogRecord.model_validate(raw)
         numeric, categorical = split_features(record.features)

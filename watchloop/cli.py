@@ -108,12 +108,13 @@ def _store(args: argparse.Namespace, config: WatchloopConfig) -> int:
                 print(f"applied {m.version:04d}_{m.name}")
             print(f"{store.location.display}: schema up to date ({len(applied)} applied now)")
             return 0
-        for status in migrator.status():
+        statuses = migrator.status()
+        for status in statuses:
             state = (
                 f"applied {status.applied_at:%Y-%m-%d %H:%M:%S}Z" if status.applied else "PENDING"
             )
             print(f"{status.version:04d}_{status.name:<30} {state}")
-        if all(s.applied for s in migrator.status()):
+        if all(s.applied for s in statuses):
             print()
             for summary in table_summaries(store):
                 newest = summary.newest_ingest or "-"
@@ -129,9 +130,9 @@ def _up(args: argparse.Namespace, config: WatchloopConfig, demo_rate: float | No
     from .wiring import build_components, build_writer
 
     updates = {}
-    if getattr(args, "api_port", None) is not None:
+    if args.api_port is not None:
         updates["api"] = config.api.model_copy(update={"port": args.api_port})
-    if getattr(args, "console_port", None) is not None:
+    if args.console_port is not None:
         updates["console"] = config.console.model_copy(update={"port": args.console_port})
     config = config.model_copy(update=updates)
     # A ClickHouse server may still be starting: try for about a minute before giving up.
