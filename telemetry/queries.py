@@ -93,21 +93,17 @@ def collector_health(store: Store) -> list[dict]:
     )
 
 
-STATUS_SEVERITY = {"OK": 0, "WARN": 1, "REWIND": 2, "STALL": 3, "STOP": 4}
-
-
 def kafka_lag_by_group(store: Store, minutes: int = 15) -> list[dict]:
     """Per consumer group and topic: total lag, the oldest unconsumed record's age, and the
     worst partition status with its reason, from each partition's newest sample."""
     return store.query_dicts(
         "SELECT consumer_group, topic, sum(lag) AS lag_messages, max(age) AS lag_seconds, "
         "count() AS partitions, "
-        "argMax(st, multiIf(st = 'STOP', 4, st = 'STALL', 3, st = 'REWIND', 2, "
-        "                   st = 'WARN', 1, 0)) AS status, "
-        "argMax(why, multiIf(st = 'STOP', 4, st = 'STALL', 3, st = 'REWIND', 2, "
-        "                    st = 'WARN', 1, 0)) AS reason, max(at) AS as_of "
+        "argMax(st, severity) AS status, argMax(why, severity) AS reason, max(at) AS as_of "
         "FROM (SELECT consumer_group, topic, partition, argMax(lag_messages, ts) AS lag, "
         "      argMax(lag_seconds, ts) AS age, argMax(status, ts) AS st, "
+        # from healthy to worst: a status's place in this list is its severity
+        "      indexOf(['OK', 'WARN', 'REWIND', 'STALL', 'STOP'], st) AS severity, "
         "      argMax(reason, ts) AS why, max(ts) AS at FROM kafka_lag "
         "      WHERE ts >= now() - toIntervalMinute({m:UInt32}) "
         "      GROUP BY consumer_group, topic, partition) "
