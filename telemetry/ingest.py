@@ -9,6 +9,7 @@ again, so at-least-once delivery never double counts, in the raw table or in the
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -17,18 +18,22 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError, to_json
 
-from .intake import SqlLogIntake
+from .errors import StoreError, StoreUnavailableError
+from .intake import IntakeResult, SqlLogIntake
 from .records import (
-    LABEL_RETENTION,
+    MAX_FUTURE_SKEW,
     MAX_RECORD_BYTES,
     InferenceLogRecord,
     LabelRecord,
     Rejection,
     describe_validation_error,
+    json_type,
+    load_record,
     payload_text,
-    utc,
 )
 from .store import Store
+
+log = logging.getLogger("watchloop.ingest")
 
 _LABEL_COLUMNS = ("request_id", "label", "label_value", "label_time", "ingest_time", "source")
 
@@ -62,7 +67,12 @@ def _ticks(moment: datetime) -> int:
 
 
 class TelemetryWriter:
-    """Writes validated inference logs and labels to the store; rejects go to dead letters."""
+    """Writes validated inference logs and labels to the store; rejects go to dead letters.
+
+    A batch the store refuses for any reason but unavailability (``StoreUnavailableError``,
+    which the caller retries) is bisected: the halves are written on their own, down to the
+    single record that makes the store fail, which is dead-lettered with the store's error.
+    """
 
     def __init__(
         self,
@@ -70,18 +80,22 @@ class TelemetryWriter:
         *,
         known_models: Collection[str] | None = None,
         max_record_bytes: int = MAX_RECORD_BYTES,
+        max_future_skew: timedelta = MAX_FUTURE_SKEW,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._store = store
         self._max_record_bytes = max_record_bytes
+        self._skew = max_future_skew
+        self._models = sorted(known_models) if known_models else None
         self._clock = clock or store.now
-        self._intake = SqlLogIntake(store, known_models=known_models)
+        self._intake = SqlLogIntake(store, known_models=known_models,
+                                    max_future_skew=max_future_skew)
 
     def write_logs(self, records: Sequence[Any], source: str) -> IngestResult:
         """Validate and store inference logs (dicts, or JSON text/bytes, one per record).
 
         Validation and the duplicate check run inside the store (``intake.SqlLogIntake``);
-        records it cannot read are explained here by the pydantic model.
+        records it cannot decode are explained here by the pydantic model.
         """
         result = IngestResult()
         ingest_ms = _ticks(self._clock())
@@ -91,25 +105,59 @@ class TelemetryWriter:
             payload = _as_json_bytes(raw)
             if payload is None or len(payload) > self._max_record_bytes \
                     or not payload.startswith(b"{"):
-                result.rejections.append(
-                    Rejection(index, payload_text(raw), self._explain(InferenceLogRecord, raw)))
+                reason = self._explain(InferenceLogRecord, raw, ingest_ms)
+                result.rejections.append(Rejection(index, payload_text(raw), reason))
                 continue
             payloads.append(payload)
             origin.append(index)
-        if payloads:
-            outcome = self._intake.write(payloads, ingest_ms, source)
-            result.accepted, result.duplicates = outcome.accepted, outcome.duplicates
+        for positions, outcome in self._bisected(payloads, ingest_ms, source):
+            result.accepted += outcome.accepted
+            result.duplicates += len(outcome.duplicates)
             for position, reason in outcome.rejected:
-                index = origin[position]
+                index = origin[positions[position]]
                 result.rejections.append(Rejection(index, payload_text(records[index]), reason))
             for position in outcome.unparsed:
-                index = origin[position]
+                index = origin[positions[position]]
                 raw = records[index]
-                result.rejections.append(
-                    Rejection(index, payload_text(raw), self._explain(InferenceLogRecord, raw)))
-            result.rejections.sort(key=lambda r: r.index)
+                result.rejections.append(Rejection(
+                    index, payload_text(raw), self._explain(InferenceLogRecord, raw, ingest_ms)))
+        result.rejections.sort(key=lambda r: r.index)
         self._dead_letter(result, source, "inference_log", ingest_ms)
         return result
+
+    def _bisected(self, payloads: list[bytes], ingest_ms: int,
+                  source: str) -> list[tuple[list[int], IntakeResult]]:
+        """Write payloads; on a refusal other than unavailability, write each half alone.
+
+        Only when some part was stored are the records that fail alone blamed (and
+        dead-lettered); when nothing at all can be stored the fault is the store's, and the
+        error is raised for the caller to retry.
+        """
+        parts: list[tuple[list[int], IntakeResult]] = []
+        failures: list[StoreError] = []
+
+        def write(positions: list[int]) -> None:
+            try:
+                chunk = [payloads[p] for p in positions]
+                parts.append((positions, self._intake.write(chunk, ingest_ms, source)))
+            except StoreUnavailableError:
+                raise
+            except StoreError as exc:
+                if len(positions) == 1:
+                    failures.append(exc)
+                    parts.append((positions, IntakeResult(rejected=[(0, f"store: {exc}")])))
+                    return
+                log.warning("the store refused a batch of %d; writing its halves apart: %s",
+                            len(positions), exc)
+                half = len(positions) // 2
+                write(positions[:half])
+                write(positions[half:])
+
+        if payloads:
+            write(list(range(len(payloads))))
+        if failures and len(failures) == len(payloads):
+            raise failures[0]
+        return parts
 
     def close(self) -> None:
         """Release the store's scratch tables."""
@@ -123,14 +171,12 @@ class TelemetryWriter:
         seen: set[tuple[str, str, int]] = set()
         for index, raw in enumerate(records):
             try:
-                record = self._parse(LabelRecord, raw)
-                if ingest_ms - _ticks(record.label_time) > LABEL_RETENTION.total_seconds() * 1000:
-                    raise ValueError(_too_old("label_time", record.label_time, LABEL_RETENTION))
+                record = self._parse(LabelRecord, raw, ingest_ms)
             except ValueError as exc:
                 result.rejections.append(Rejection(index, payload_text(raw), str(exc)))
                 continue
             label = record.label
-            text = str(int(label)) if isinstance(label, bool) else str(label)
+            text = label if isinstance(label, str) else _number_text(label)
             key = (record.request_id, text, _ticks(record.label_time))
             if key in seen:
                 result.duplicates += 1
@@ -138,7 +184,7 @@ class TelemetryWriter:
             seen.add(key)
             rows["request_id"].append(record.request_id)
             rows["label"].append(text)
-            rows["label_value"].append(None if isinstance(label, str) else float(label))
+            rows["label_value"].append(None if isinstance(label, str) else label)
             rows["label_time"].append(key[2])
             rows["ingest_time"].append(ingest_ms)
             rows["source"].append(source)
@@ -157,32 +203,30 @@ class TelemetryWriter:
         self._dead_letter(result, source, kind, _ticks(self._clock()))
         return result.rejected
 
-    def _parse(self, model: Any, raw: Any) -> Any:
-        """Validate one record, raising ValueError with a reason naming the field."""
+    def _parse(self, model: Any, raw: Any, ingest_ms: int) -> Any:
+        """Validate one record, raising ValueError with every problem, each naming its field."""
+        if isinstance(raw, (bytes, str)):
+            raw = load_record(raw.strip(), self._max_record_bytes)
+        elif not isinstance(raw, dict):
+            raise ValueError(f"record: expected a JSON object, got {json_type(raw)}")
+        else:
+            payload = _as_json_bytes(raw)
+            if payload is not None and len(payload) > self._max_record_bytes:
+                raise ValueError(f"record: {len(payload)} bytes exceeds the limit of "
+                                 f"{self._max_record_bytes} bytes")
+        context = {"bounds": (ingest_ms, self._skew), "models": self._models}
         try:
-            if isinstance(raw, (bytes, str)):
-                if len(raw) > self._max_record_bytes:
-                    raise ValueError(self._too_large(len(raw)))
-                return model.model_validate_json(raw)
-            if not isinstance(raw, dict):
-                raise ValueError(f"record: expected a JSON object, got {type(raw).__name__}")
-            size = len(json.dumps(raw, default=str))
-            if size > self._max_record_bytes:
-                raise ValueError(self._too_large(size))
-            return model.model_validate(raw)
+            return model.model_validate(raw, context=context)
         except ValidationError as exc:
             raise ValueError(describe_validation_error(exc)) from None
 
-    def _explain(self, model: Any, raw: Any) -> str:
+    def _explain(self, model: Any, raw: Any, ingest_ms: int) -> str:
         """Why a record the store could not read is invalid, in the pydantic model's words."""
         try:
-            self._parse(model, raw)
+            self._parse(model, raw, ingest_ms)
         except ValueError as exc:
             return str(exc)
         return "record: not a JSON object the store can read (check its encoding)"
-
-    def _too_large(self, size: int) -> str:
-        return f"record: {size} bytes exceeds the limit of {self._max_record_bytes} bytes"
 
     def _drop_stored_labels(self, rows: dict[str, list[Any]], result: IngestResult) -> None:
         if not rows["request_id"]:
@@ -214,6 +258,11 @@ class TelemetryWriter:
         )
 
 
+def _number_text(value: float) -> str:
+    """A numeric label as text: whole numbers without a fraction (1, not 1.0)."""
+    return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
+
+
 def _as_json_bytes(raw: Any) -> bytes | None:
     """A record as JSON bytes, or None when it cannot be one."""
     if isinstance(raw, bytes):
@@ -225,16 +274,12 @@ def _as_json_bytes(raw: Any) -> bytes | None:
             # pydantic-core's serializer is ~3x json.dumps here; NaN and Infinity are written
             # as such so that the store refuses them and the model explains why.
             return to_json(raw, inf_nan_mode="constants")
-        except PydanticSerializationError:
+        except (PydanticSerializationError, RecursionError, ValueError):
             try:
                 return json.dumps(raw, default=str).encode()
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, RecursionError):
                 return None
     return None
-
-
-def _too_old(field: str, moment: datetime, retention: timedelta) -> str:
-    return f"{field}: {utc(moment).isoformat()} is older than the {retention.days}-day retention"
 
 
 def _keep(rows: dict[str, list[Any]], mask: list[bool], result: IngestResult) -> None:

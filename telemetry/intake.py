@@ -1,157 +1,262 @@
 """Validate and store a batch of inference logs inside ClickHouse.
 
-Python touches each raw record only to number it: the batch goes to a scratch table as JSON
-Lines, where ClickHouse's JSONEachRow parser reads every field as text. One INSERT ... SELECT
-then parses and checks the fields, flags records whose request id is already stored or
-repeated in the batch, and the accepted rows are copied into ``inference_logs``. Rejected
-records come back as (index, reason). A line ClickHouse cannot parse at all is skipped by the
-parser (``input_format_allow_errors_ratio``); its index is missing from the scratch table and
-is reported as unparsed, so the caller can explain it and dead-letter it.
+Python touches each raw record only to number it: the batch goes to a scratch table as
+RowBinary (a sequence number and the record's bytes, length-prefixed, so no byte of one
+record can spill into another). One INSERT ... SELECT then decodes each record with
+ClickHouse's JSON functions, applies every rule of ``records.py`` and collects all of a
+record's problems, flags request ids already stored or repeated in the batch, and the accepted
+rows are copied into ``inference_logs``. A record ClickHouse cannot decode at all (not UTF-8,
+not JSON, not an object) comes back as unparsed, for the pydantic model to explain.
 
-The checks mirror ``records.InferenceLogRecord``; ``tests/test_ingest.py`` runs the same bad
-records through both paths.
+The rules mirror ``records.InferenceLogRecord``; ``tests/test_ingest_contract.py`` holds the
+two to the same answers with Hypothesis.
 """
 
 from __future__ import annotations
 
 import os
-import re
+import struct
 import threading
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from .records import LOG_RETENTION
+from .records import (
+    EPOCH_LIMITS,
+    ISO_TIME,
+    LOG_RETENTION,
+    MAX_ERROR,
+    MAX_FUTURE_SKEW,
+    MAX_IDENTIFIER,
+    MAX_VERSION,
+    MAX_WHOLE_VERSION,
+    WHITESPACE,
+)
 from .store import Store
 
 LOG_COLUMNS = (
     "request_id", "model", "model_version", "event_time", "ingest_time", "latency_ms", "status",
     "error", "numeric_features", "categorical_features", "prediction", "prediction_label", "source",
 )
-_INTAKE_COLUMNS = ("request_id", "model", "version", "event_time", "latency_ms", "status",
-                   "error", "features", "prediction")
-_JSON_AS_TEXT = {
-    "input_format_skip_unknown_fields": 1,
-    "input_format_json_read_numbers_as_strings": 1,
-    "input_format_json_read_bools_as_strings": 1,
-    "input_format_json_read_objects_as_strings": 1,
-    "input_format_json_read_arrays_as_strings": 1,
-    "input_format_allow_errors_ratio": 1,
-    "input_format_allow_errors_num": 1_000_000_000,
-    # Blocks of a few thousand rows let the parse that follows use every core (one block is
-    # read by one thread): about 20% faster per batch of 10k on 2 cores.
-    "max_insert_block_size": 2_500,
-    "min_insert_block_size_rows": 2_500,
-}
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# The reason given to a record whose nested JSON ClickHouse cannot read (e.g. a NaN inside
-# ``features``): it is handed back as unparsed, for the pydantic model to explain.
+# The reason given to a record ClickHouse cannot decode: it is handed back as unparsed.
 _UNREADABLE = "unreadable"
-_EMPTY_OBJECT = re.compile(rb"^\{\s*\}$")
+# rapidjson, unlike simdjson, reads integers beyond 64 bits as doubles rather than as text,
+# and refuses numbers beyond a double's range, as the pydantic path does.
+_SETTINGS = "SETTINGS allow_simdjson = 0"
+_BLOCK_ROWS = 2_500
+_WS = "".join({"\t": "\\t", "\n": "\\n", "\r": "\\r", "\f": "\\f", "\v": "\\v"}.get(c, c)
+              for c in WHITESPACE)
 
-# Event time: ISO 8601 text, or Unix seconds, or milliseconds when above 2e10 (as pydantic).
-_EVENT_TIME = """
-    if(toFloat64OrNull(event_time) IS NOT NULL,
-       fromUnixTimestamp64Milli(toInt64(if(toFloat64OrZero(event_time) > 2e10,
-                                           toFloat64OrZero(event_time),
-                                           toFloat64OrZero(event_time) * 1000)), 'UTC'),
-       parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'))"""
 
-# Parsed fields and the reason a record is refused ('' when it is fine). Conditions are
-# checked in order, so a record is refused for its first problem, as the Python path does.
-_PARSE = """
+def _kind(raw: str) -> str:
+    """The JSON type of a raw value, worded as in ``records.json_type``."""
+    return (f"multiIf(startsWith({raw}, '\"'), 'a string', startsWith({raw}, '{{'), 'an object', "
+            f"startsWith({raw}, '['), 'an array', {raw} IN ('true', 'false'), 'a boolean', "
+            "'a number')")
+
+
+def _text_checks(name: str, text: str, limit: int | None) -> list[tuple[str, str]]:
+    checks = [(f"position({text}, '\\0') > 0", f"'{name}: must not contain NUL characters'")]
+    if limit is not None:
+        checks.append((f"lengthUTF8({text}) > {limit}",
+                       f"'{name}: must have at most {limit} characters'"))
+    return checks
+
+
+def _identifier(name: str, limit: int) -> str:
+    """The first problem of an identifier field (``records._identifier``), or ''."""
+    raw, text = f"r_{name}", f"s_{name}"
+    return _first(
+        (f"{raw} IS NULL", f"'{name}: Field required'"),
+        (f"NOT startsWith({raw}, '\"')",
+         f"concat('{name}: expected a string, got ', {_kind(raw)})"),
+        (f"{text} = ''", f"'{name}: must not be empty'"),
+        *_text_checks(name, text, limit),
+    )
+
+
+def _first(*checks: tuple[str, str]) -> str:
+    arms = ", ".join(f"{condition}, {message}" for condition, message in checks)
+    return f"multiIf({arms}, '')"
+
+
+def _epoch_ms(number: str) -> str:
+    arms = ", ".join(f"{number} < {limit:g}, {number} * {mul:g} / {div:g}"
+                     for limit, mul, div in EPOCH_LIMITS)
+    return f"toInt64(multiIf({arms}, 0))"
+
+
+_PARSE = f"""
 SELECT
-    __wl_seq,
-    reason,
-    ifNull(rid, '') AS request_id,
-    ifNull(mdl, '') AS model,
-    ifNull(ver, '') AS model_version,
+    seq,
+    if(NOT readable, '{_UNREADABLE}', arrayStringConcat(arrayFilter(p -> p != '', [
+        p_record, p_request_id, p_model, p_version, p_event_time, p_latency, p_status, p_error,
+        p_features, p_prediction]), '; ')) AS reason,
+    s_request_id AS request_id,
+    s_model AS model,
+    s_version AS model_version,
     ifNull(ev, toDateTime64(0, 3, 'UTC')) AS event_time,
     {{ingest:DateTime64(3, 'UTC')}} AS ingest_time,
-    ifNull(lat, 0) AS latency_ms,
-    st AS status,
-    err AS error,
-    mapFromArrays(
-        arrayConcat(arrayMap(x -> x.1, numbers), arrayMap(x -> x.1, flags)),
-        arrayConcat(arrayMap(x -> toFloat64OrZero(x.2), numbers),
-                    arrayMap(x -> if(x.2 = 'true', 1., 0.), flags))) AS numeric_features,
-    mapFromArrays(arrayMap(x -> x.1, strings),
+    ifNull(toFloat64OrNull(r_latency_ms), 0) AS latency_ms,
+    ifNull(JSONExtractString(r_status), 'ok') AS status,
+    ifNull(JSONExtractString(r_error), '') AS error,
+    mapFromArrays(numbers.1,
+                  arrayMap(x -> multiIf(x.2 = 'true', 1., x.2 = 'false', 0.,
+                                        toFloat64OrZero(x.2)), numbers)) AS numeric_features,
+    mapFromArrays(strings.1,
                   arrayMap(x -> JSONExtractString(x.2), strings)) AS categorical_features,
-    score AS prediction,
-    if(score IS NULL, ifNull(raw_prediction, ''), '') AS prediction_label,
+    multiIf(r_prediction IS NULL OR startsWith(r_prediction, '"'), NULL,
+            r_prediction = 'true', 1., r_prediction = 'false', 0.,
+            toFloat64OrNull(r_prediction)) AS prediction,
+    if(startsWith(ifNull(r_prediction, ''), '"'), JSONExtractString(r_prediction), '')
+        AS prediction_label,
     {{source:String}} AS source
 FROM (
-WITH
-    nullIf(trimBoth(ifNull(request_id, '')), '') AS rid,
-    nullIf(trimBoth(ifNull(model, '')), '') AS mdl,
-    nullIf(ifNull(version, ''), '') AS ver,
-    {event_time} AS ev,
-    toFloat64OrNull(latency_ms) AS lat,
-    ifNull(status, 'ok') AS st,
-    ifNull(features, '{{}}') AS feats,
-    JSONExtractKeysAndValuesRaw(feats) AS kv,
-    arrayFilter(x -> x.2 NOT IN ('null', 'true', 'false') AND NOT startsWith(x.2, '"'), kv)
-        AS numbers,
-    arrayFilter(x -> x.2 IN ('true', 'false'), kv) AS flags,
-    arrayFilter(x -> startsWith(x.2, '"'), kv) AS strings,
-    arrayFirst(x -> toFloat64OrNull(x.2) IS NULL OR NOT isFinite(toFloat64OrZero(x.2)),
-               numbers) AS bad_feature,
-    toFloat64OrNull(prediction) AS score,
-    multiIf(
-        rid IS NULL, 'request_id: Field required',
-        length(rid) > 256, 'request_id: String should have at most 256 characters',
-        mdl IS NULL, 'model: Field required',
-        length(mdl) > 256, 'model: String should have at most 256 characters',
-        ver IS NULL, 'version: Field required',
-        length(ver) > 128, 'version: String should have at most 128 characters',
-        event_time IS NULL, 'event_time: Field required',
-        ev IS NULL, concat('event_time: Input should be a valid datetime (got ', event_time, ')'),
-        ev < {{oldest:DateTime64(3, 'UTC')}},
-            concat('event_time: ', toString(ev), ' is older than the {days}-day retention'),
-        latency_ms IS NULL, 'latency_ms: Field required',
-        lat IS NULL OR NOT isFinite(lat),
-            concat('latency_ms: Input should be a finite number (got ', latency_ms, ')'),
-        lat < 0, 'latency_ms: Input should be greater than or equal to 0',
-        st NOT IN ('ok', 'error'),
-            concat('status: Input should be ''ok'' or ''error'' (got ', st, ')'),
-        length(ifNull(error, '')) > 4096, 'error: String should have at most 4096 characters',
-        {{check_models:UInt8}} AND mdl NOT IN {{models:Array(String)}},
-            concat('model: unknown model ''', mdl, ''' (configured models: ',
+SELECT
+    seq,
+    isValidUTF8(line) AND isValidJSON(line) AND startsWith(trimLeft(line), '{{') AS readable,
+    JSONExtractKeysAndValuesRaw(if(readable, line, '{{}}')) AS kv,
+    kv.1 AS keys,
+    kv.2 AS values,
+    length(arrayDistinct(keys)) != length(keys) AS duplicated,
+    arrayFirst((k, i) -> indexOf(keys, k) < i, keys, arrayEnumerate(keys)) AS dup,
+    if(duplicated, concat('record: duplicate key ''', dup, ''''), '') AS p_record,
+    -- a field's raw JSON, NULL when absent or null (null is the same as absent)
+    nullIf(nullIf(values[indexOf(keys, 'request_id')], ''), 'null') AS r_request_id,
+    nullIf(nullIf(values[indexOf(keys, 'model')], ''), 'null') AS r_model,
+    nullIf(nullIf(values[indexOf(keys, 'version')], ''), 'null') AS r_version,
+    nullIf(nullIf(values[indexOf(keys, 'event_time')], ''), 'null') AS r_event_time,
+    nullIf(nullIf(values[indexOf(keys, 'latency_ms')], ''), 'null') AS r_latency_ms,
+    nullIf(nullIf(values[indexOf(keys, 'status')], ''), 'null') AS r_status,
+    nullIf(nullIf(values[indexOf(keys, 'error')], ''), 'null') AS r_error,
+    nullIf(nullIf(values[indexOf(keys, 'features')], ''), 'null') AS r_features,
+    nullIf(nullIf(values[indexOf(keys, 'prediction')], ''), 'null') AS r_prediction,
+    trim(BOTH '{_WS}' FROM JSONExtractString(ifNull(r_request_id, ''))) AS s_request_id,
+    trim(BOTH '{_WS}' FROM JSONExtractString(ifNull(r_model, ''))) AS s_model,
+    if(startsWith(ifNull(r_version, ''), '"'),
+       trim(BOTH '{_WS}' FROM JSONExtractString(r_version)), '') AS version_text,
+    toFloat64OrNull(ifNull(r_version, '')) AS version_number,
+    if(version_number IS NULL, version_text, toString(toInt64(version_number))) AS s_version,
+    if(duplicated, '', {_identifier("request_id", MAX_IDENTIFIER)}) AS p_request_id,
+    if(duplicated, '', multiIf(
+        ({_identifier("model", MAX_IDENTIFIER)} AS model_problem) != '', model_problem,
+        {{check_models:UInt8}} AND s_model NOT IN {{models:Array(String)}},
+            concat('model: unknown model ''', s_model, ''' (configured models: ',
                    arrayStringConcat({{models:Array(String)}}, ', '), ')'),
-        NOT isValidJSON(feats), '{unreadable}',
-        NOT startsWith(trimLeft(feats), '{{'), 'features: Input should be a valid dictionary',
-        bad_feature.1 != '',
-            concat('features.', bad_feature.1,
-                   ': Input should be a finite number, a string or a boolean'),
-        prediction IS NOT NULL AND score IS NOT NULL AND NOT isFinite(score),
-            'prediction: Input should be a finite number',
-        prediction IS NOT NULL AND (startsWith(prediction, '[') OR startsWith(prediction, '{{')),
-            'prediction: Input should be a valid number or a valid string',
-        '') AS reason
-SELECT __wl_seq, reason, rid, mdl, ver, ev, lat, st, ifNull(error, '') AS err, numbers, flags,
-       strings, score, prediction AS raw_prediction
-FROM {intake}
+        '')) AS p_model,
+    if(duplicated, '', multiIf(
+        r_version IS NULL, 'version: Field required',
+        version_number IS NOT NULL, if(version_number != floor(version_number)
+            OR abs(version_number) >= {MAX_WHOLE_VERSION:g},
+            'version: a number must be a whole number below 1e15', ''),
+        NOT startsWith(r_version, '"'),
+            concat('version: expected a string or a whole number, got ', {_kind("r_version")}),
+        version_text = '', 'version: must not be empty',
+        position(version_text, '\\0') > 0, 'version: must not contain NUL characters',
+        lengthUTF8(version_text) > {MAX_VERSION},
+            'version: must have at most {MAX_VERSION} characters',
+        '')) AS p_version,
+    -- event time: ISO 8601 text, or a Unix time number told apart by magnitude
+    JSONExtractString(ifNull(r_event_time, '')) AS time_text,
+    toFloat64OrNull(ifNull(r_event_time, '')) AS time_number,
+    multiIf(time_number IS NOT NULL,
+                fromUnixTimestamp64Milli({_epoch_ms("time_number")}, 'UTC'),
+            match(time_text, {{iso:String}}),
+                parseDateTime64BestEffortOrNull(time_text, 3, 'UTC'),
+            NULL) AS ev,
+    if(duplicated, '', multiIf(
+        r_event_time IS NULL, 'event_time: Field required',
+        time_number IS NOT NULL AND time_number < 0,
+            'event_time: a Unix time number must not be negative',
+        time_number IS NOT NULL AND time_number >= 1e20,
+            'event_time: a Unix time number must be below 1e20 (nanoseconds)',
+        time_number IS NULL AND NOT startsWith(r_event_time, '"'),
+            concat('event_time: expected ISO 8601 text or a Unix time number, got ',
+                   {_kind("r_event_time")}),
+        time_number IS NULL AND NOT match(time_text, {{iso:String}}),
+            concat('event_time: expected ISO 8601 text such as 2026-11-25T10:00:00Z, ',
+                   'or a Unix time number'),
+        ev IS NULL, 'event_time: not a valid date or time',
+        ev < {{oldest:DateTime64(3, 'UTC')}},
+            concat('event_time: ', toString(ev), ' is older than the ', {{days:String}},
+                   '-day retention'),
+        ev > {{newest:DateTime64(3, 'UTC')}},
+            concat('event_time: ', toString(ev), ' is more than ', {{skew:String}},
+                   ' s ahead of the ingest time (ingest.max_future_skew)'),
+        '')) AS p_event_time,
+    if(duplicated, '', multiIf(
+        r_latency_ms IS NULL, 'latency_ms: Field required',
+        {_kind("r_latency_ms")} != 'a number',
+            concat('latency_ms: expected a number, got ', {_kind("r_latency_ms")}),
+        toFloat64OrZero(r_latency_ms) < 0, 'latency_ms: must be greater than or equal to 0',
+        '')) AS p_latency,
+    if(duplicated OR r_status IS NULL OR r_status IN ('"ok"', '"error"'), '',
+       'status: expected ''ok'' or ''error''') AS p_status,
+    if(duplicated OR r_error IS NULL, '', multiIf(
+        NOT startsWith(r_error, '"'),
+            concat('error: expected a string, got ', {_kind("r_error")}),
+        position(JSONExtractString(r_error), '\\0') > 0,
+            'error: must not contain NUL characters',
+        lengthUTF8(JSONExtractString(r_error)) > {MAX_ERROR},
+            'error: must have at most {MAX_ERROR} characters',
+        '')) AS p_error,
+    -- features: an object of numbers, booleans, strings and nulls
+    startsWith(ifNull(r_features, '{{'), '{{') AS features_object,
+    if(features_object, JSONExtractKeysAndValuesRaw(ifNull(r_features, '{{}}')), [])
+        AS fkv,
+    fkv.1 AS fkeys,
+    arrayFirst((k, i) -> indexOf(fkeys, k) < i, fkeys, arrayEnumerate(fkeys)) AS fdup,
+    length(arrayDistinct(fkeys)) != length(fkeys) AS fduplicated,
+    arrayFilter(x -> x.2 != 'null' AND NOT startsWith(x.2, '"')
+                     AND NOT startsWith(x.2, '{{') AND NOT startsWith(x.2, '['), fkv) AS numbers,
+    arrayFilter(x -> startsWith(x.2, '"'), fkv) AS strings,
+    if(duplicated OR r_features IS NULL, '', multiIf(
+        NOT features_object,
+            concat('features: expected an object, got ', {_kind("r_features")}),
+        fduplicated, concat('features: duplicate key ''', fdup, ''''),
+        has(fkeys, ''), 'features: keys must not be empty',
+        arrayExists(k -> lengthUTF8(k) > {MAX_IDENTIFIER}, fkeys),
+            'features: keys must have at most {MAX_IDENTIFIER} characters',
+        arrayExists(k -> position(k, '\\0') > 0, fkeys),
+            'features: keys must not contain NUL characters',
+        arrayStringConcat(arrayFilter(p -> p != '', arrayMap(x -> multiIf(
+            startsWith(x.2, '{{') OR startsWith(x.2, '['),
+                concat('features.', x.1, ': expected a number, a string or a boolean, got ',
+                       {_kind("x.2")}),
+            startsWith(x.2, '"') AND position(JSONExtractString(x.2), '\\0') > 0,
+                concat('features.', x.1, ': must not contain NUL characters'),
+            ''), fkv)), '; '))) AS p_features,
+    if(duplicated OR r_prediction IS NULL, '', multiIf(
+        startsWith(r_prediction, '{{') OR startsWith(r_prediction, '['),
+            concat('prediction: expected a number, a string or a boolean, got ',
+                   {_kind("r_prediction")}),
+        startsWith(r_prediction, '"') AND position(JSONExtractString(r_prediction), '\\0') > 0,
+            'prediction: must not contain NUL characters',
+        '')) AS p_prediction
+FROM {{{{intake}}}}
 )
 """
 
 
 @dataclass
 class IntakeResult:
-    """What the store made of a batch."""
+    """What the store made of a batch, by position in it."""
 
     accepted: int = 0
-    duplicates: int = 0
+    duplicates: list[int] = field(default_factory=list)  # already stored, or repeated
     rejected: list[tuple[int, str]] = field(default_factory=list)  # (index, reason)
-    unparsed: list[int] = field(default_factory=list)  # indices ClickHouse could not read
+    unparsed: list[int] = field(default_factory=list)  # indices ClickHouse could not decode
 
 
 class SqlLogIntake:
     """Runs the validation and insert of inference logs in the store (see module docs)."""
 
-    def __init__(self, store: Store, *, known_models: Collection[str] | None = None) -> None:
+    def __init__(self, store: Store, *, known_models: Collection[str] | None = None,
+                 max_future_skew: timedelta = MAX_FUTURE_SKEW) -> None:
         self._store = store
         self._models = sorted(known_models) if known_models else []
+        self._skew = max_future_skew
         self._lock = threading.Lock()
         # The process id in the names lets an embedded store's single owner drop scratch tables
         # a killed predecessor left behind (Memory tables keep their definition on disk).
@@ -159,57 +264,67 @@ class SqlLogIntake:
         self._intake = f"_intake_logs_{token}"
         self._parsed = f"_parsed_logs_{token}"
         self._created = False
-        self._parse_sql = _PARSE.format(intake=self._intake, days=LOG_RETENTION.days,
-                                        event_time=_EVENT_TIME, unreadable=_UNREADABLE)
+        self._parse_sql = _PARSE.replace("{{intake}}", self._intake)
 
     def write(self, payloads: Sequence[bytes], ingest_ms: int, source: str) -> IntakeResult:
-        """Validate and store JSON objects (bytes, each starting with ``{``)."""
-        body = b"\n".join(_numbered(i, p) for i, p in enumerate(payloads))
+        """Validate and store JSON objects (bytes, one record each)."""
+        # Blocks of a few thousand rows let the parse use every core (one thread per block);
+        # each insert into a Memory table is one block.
+        blocks = [b"".join(_row_binary(i, payloads[i])
+                           for i in range(start, min(start + _BLOCK_ROWS, len(payloads))))
+                  for start in range(0, len(payloads), _BLOCK_ROWS)]
         with self._lock:
             self._ensure_tables()
             try:
-                return self._write(body, len(payloads), ingest_ms, source)
+                return self._write(blocks, len(payloads), ingest_ms, source)
             finally:
                 self._store.command(f"TRUNCATE TABLE {self._intake}")
                 self._store.command(f"TRUNCATE TABLE {self._parsed}")
 
-    def _write(self, body: bytes, count: int, ingest_ms: int, source: str) -> IntakeResult:
+    def _parameters(self, ingest_ms: int, source: str) -> dict:
+        ingest = datetime.fromtimestamp(ingest_ms / 1000, UTC)
+        return {"oldest": ingest - LOG_RETENTION, "newest": ingest + self._skew,
+                "ingest": ingest, "source": source, "models": self._models or [""],
+                "check_models": int(bool(self._models)), "iso": ISO_TIME,
+                "days": str(LOG_RETENTION.days), "skew": f"{self._skew.total_seconds():g}"}
+
+    def _write(self, blocks: list[bytes], count: int, ingest_ms: int,
+               source: str) -> IntakeResult:
         store = self._store
-        store.raw_insert(self._intake, body, "JSONEachRow", _JSON_AS_TEXT)
-        # A redelivered record has the same event time: only the batch's range is searched.
-        # One pass finds the range; two scalar subqueries would parse the times twice.
-        low, high = store.query(f"SELECT min(ev), max(ev) FROM (SELECT {_EVENT_TIME} AS ev "
-                                f"FROM {self._intake})")[0]
+        for block in blocks:
+            store.raw_insert(self._intake, block, "RowBinary")
         store.command(
-            f"INSERT INTO {self._parsed} "
-            "SELECT *, reason = '' "
-            "AND row_number() OVER (PARTITION BY request_id ORDER BY __wl_seq) = 1 "
-            "AND request_id NOT IN (SELECT request_id FROM inference_logs WHERE event_time "
-            "BETWEEN {low:DateTime64(3, 'UTC')} AND {high:DateTime64(3, 'UTC')}) AS keep "
-            f"FROM ({self._parse_sql})",
-            {"oldest": _moment(ingest_ms) - LOG_RETENTION, "ingest": _moment(ingest_ms),
-             "source": source, "models": self._models or [""],
-             "check_models": int(bool(self._models)),
-             "low": low or _EPOCH, "high": high or _EPOCH},
+            f"INSERT INTO {self._parsed} SELECT *, reason = '' AND "
+            "row_number() OVER (PARTITION BY request_id ORDER BY seq) = 1 AS first "
+            f"FROM ({self._parse_sql}) {_SETTINGS}",
+            self._parameters(ingest_ms, source),
         )
+        # A redelivered record has the same event time: only the batch's range is searched.
+        duplicates = store.scalar(
+            f"WITH (SELECT min(event_time) FROM {self._parsed} WHERE first) AS low, "
+            f"(SELECT max(event_time) FROM {self._parsed} WHERE first) AS high "
+            f"SELECT groupArray(seq) FROM {self._parsed} WHERE reason = '' AND (NOT first OR "
+            "request_id IN (SELECT request_id FROM inference_logs "
+            "WHERE event_time BETWEEN low AND high))")
         store.command(
             f"INSERT INTO inference_logs ({', '.join(LOG_COLUMNS)}) "
-            f"SELECT {', '.join(LOG_COLUMNS)} FROM {self._parsed} WHERE keep"
+            f"SELECT {', '.join(LOG_COLUMNS)} FROM {self._parsed} "
+            "WHERE first AND seq NOT IN {duplicates:Array(UInt32)} "
+            "SETTINGS max_partitions_per_insert_block = 1000",
+            {"duplicates": duplicates},
         )
-        result = IntakeResult()
         seen, refused = store.query(
-            f"SELECT count(), arraySort(groupArrayIf((__wl_seq, reason), NOT keep)) "
+            f"SELECT count(), arraySort(groupArrayIf((seq, reason), reason != '')) "
             f"FROM {self._parsed}")[0]
+        result = IntakeResult(duplicates=sorted(duplicates))
         for seq, reason in refused:
             if reason == _UNREADABLE:
                 result.unparsed.append(seq)
-            elif reason:
-                result.rejected.append((seq, reason))
             else:
-                result.duplicates += 1
-        result.accepted = seen - len(result.rejected) - len(result.unparsed) - result.duplicates
-        if seen < count:
-            present = set(store.scalar(f"SELECT groupArray(__wl_seq) FROM {self._parsed}"))
+                result.rejected.append((seq, reason))
+        result.accepted = seen - len(refused) - len(duplicates)
+        if seen < count:  # cannot happen with RowBinary; kept as a guard against loss
+            present = set(store.scalar(f"SELECT groupArray(seq) FROM {self._parsed}"))
             result.unparsed += [i for i in range(count) if i not in present]
         return result
 
@@ -218,15 +333,13 @@ class SqlLogIntake:
             return
         if self._store.location.backend == "chdb":
             self._drop_stale_tables()
-        columns = ", ".join(f"{name} Nullable(String)" for name in _INTAKE_COLUMNS)
         self._store.command(
-            f"CREATE TABLE IF NOT EXISTS {self._intake} (__wl_seq UInt32, {columns}) "
+            f"CREATE TABLE IF NOT EXISTS {self._intake} (seq UInt32, line String) "
             "ENGINE = Memory")
         self._store.command(
             f"CREATE TABLE IF NOT EXISTS {self._parsed} ENGINE = Memory AS "
-            f"SELECT *, true AS keep FROM ({self._parse_sql}) WHERE false",
-            {"oldest": _EPOCH, "ingest": _EPOCH, "source": "", "models": [""],
-             "check_models": 0},
+            f"SELECT *, true AS first FROM ({self._parse_sql}) WHERE false",
+            self._parameters(0, ""),
         )
         self._created = True
 
@@ -250,12 +363,13 @@ class SqlLogIntake:
             self._created = False
 
 
-def _moment(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
+def _row_binary(index: int, payload: bytes) -> bytes:
+    """One (seq UInt32, line String) row in RowBinary: the string is length-prefixed."""
+    size = len(payload)
+    prefix = bytearray()
+    while size >= 0x80:
+        prefix.append(size & 0x7F | 0x80)
+        size >>= 7
+    prefix.append(size)
+    return struct.pack("<I", index) + bytes(prefix) + payload
 
-
-def _numbered(index: int, payload: bytes) -> bytes:
-    """Prefix a JSON object with its index in the batch: ``{"__wl_seq":7,...}``."""
-    if _EMPTY_OBJECT.match(payload):
-        return b'{"__wl_seq":%d}' % index
-    return b'{"__wl_seq":%d,' % index + payload[1:]

@@ -48,10 +48,10 @@ def test_a_batch_with_bad_records_stores_the_good_and_dead_letters_the_bad(store
     assert (result.accepted, result.rejected, result.duplicates) == (6, len(bad), 0)
     assert store.scalar("SELECT count() FROM inference_logs") == 6
     reasons = [r.reason for r in result.rejections]
-    assert "Invalid JSON" in reasons[0]
+    assert "invalid JSON" in reasons[0]
     assert "request_id: Field required" in reasons[1]
     assert reasons[2].startswith("latency_ms:")
-    assert "latency_ms" in reasons[3] and "latency_ms" in reasons[4]
+    assert "NaN is not a JSON number" in reasons[3] and "latency_ms" in reasons[4]
     assert "greater than or equal to 0" in reasons[5]
     assert "unknown model 'unknown-model'" in reasons[6]
     assert "exceeds the limit of 2000 bytes" in reasons[7]
