@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 import time
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +29,14 @@ from .metrics import ShellMetrics
 
 class _BodyTooLarge(Exception):
     pass
+
+
+class _UnsupportedEncoding(Exception):
+    pass
+
+
+#: Content-Encodings the ingest endpoints decode; anything else is answered with 415.
+ENCODINGS = ("identity", "gzip", "zstd")
 
 
 def create_app(
@@ -73,13 +83,19 @@ def create_app(
             metrics.http_requests.labels(route, "401").inc()
             return denied
         try:
-            body = await read_body(request)
+            body = decode_body(await read_body(request),
+                               request.headers.get("content-encoding", ""), max_body_bytes)
         except _BodyTooLarge:
             metrics.http_requests.labels(route, "413").inc()
             return JSONResponse(
-                {"error": f"body exceeds {max_body_bytes} bytes; send smaller batches"},
+                {"error": f"body exceeds {max_body_bytes} bytes (decoded); send smaller "
+                          "batches"},
                 status_code=413,
             )
+        except _UnsupportedEncoding as exc:
+            metrics.http_requests.labels(route, "415").inc()
+            return JSONResponse({"error": str(exc)}, status_code=415,
+                                headers={"Accept-Encoding": ", ".join(ENCODINGS)})
         records, unparsable = split_records(body, request.headers.get("content-type", ""))
         write = writer.write_logs if kind == "log" else writer.write_labels
         started = time.perf_counter()
@@ -137,11 +153,42 @@ def create_app(
     return app
 
 
+def decode_body(body: bytes, encoding: str, limit: int) -> bytes:
+    """Undo a gzip or zstd Content-Encoding, never inflating past ``limit`` bytes."""
+    codings = [c.strip().lower() for c in encoding.split(",") if c.strip()]
+    for coding in reversed(codings):  # the last applied is listed last
+        if coding == "identity":
+            continue
+        if coding in ("gzip", "x-gzip"):
+            inflater = zlib.decompressobj(wbits=47)  # gzip or zlib header, detected
+            try:
+                body = inflater.decompress(body, limit + 1)
+            except zlib.error as exc:
+                raise _UnsupportedEncoding(f"body is not valid gzip: {exc}") from None
+        elif coding == "zstd":
+            import zstandard
+
+            try:
+                with zstandard.ZstdDecompressor().stream_reader(body) as reader:
+                    body = reader.read(limit + 1)
+            except zstandard.ZstdError as exc:
+                raise _UnsupportedEncoding(f"body is not valid zstd: {exc}") from None
+        else:
+            raise _UnsupportedEncoding(
+                f"Content-Encoding {coding!r} is not supported; use one of "
+                f"{', '.join(ENCODINGS)}")
+        if len(body) > limit:
+            raise _BodyTooLarge
+    return body
+
+
 def split_records(body: bytes, content_type: str) -> tuple[list[Any], str]:
     """Split a request body into records, and say why if the body as a whole is unreadable.
 
     A JSON array gives its elements, an object gives itself (or its ``records``), anything else
-    is read as JSON Lines with one raw record per non-blank line, validated one by one.
+    is read as JSON Lines with one raw record per non-blank line, validated one by one. An
+    array that does not parse as a whole (one element truncated, or nested too deeply) is cut
+    into its top-level elements as raw text, so that each is judged on its own.
     """
     text = body.strip()
     if not text:
@@ -149,9 +196,9 @@ def split_records(body: bytes, content_type: str) -> tuple[list[Any], str]:
     if "ndjson" not in content_type and "jsonl" not in content_type and text[:1] in b"[{":
         try:
             parsed = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError):
             if text[:1] == b"[":
-                return [], f"body: not a valid JSON array ({exc})"
+                return split_array(text), ""
             parsed = None  # several objects, one a line: fall through to JSON Lines
         if isinstance(parsed, list):
             return parsed, ""
@@ -159,3 +206,29 @@ def split_records(body: bytes, content_type: str) -> tuple[list[Any], str]:
             inner = parsed.get("records")
             return (inner, "") if isinstance(inner, list) else ([parsed], "")
     return [line for line in text.splitlines() if line.strip()], ""
+
+
+# A JSON string (escapes included) or one structural character.
+_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{},]')
+
+
+def split_array(text: bytes) -> list[bytes]:
+    """The raw top-level elements of a JSON array that may be broken: strings and brackets are
+    tracked, so a bad element costs itself and, at worst, the neighbour its damage reaches."""
+    elements: list[bytes] = []
+    depth, start = 0, 1
+    for token in _TOKEN.finditer(text, 1):
+        char = token.group()[:1]
+        if char in b"[{":
+            depth += 1
+        elif char in b"]}":
+            if depth == 0:  # the array's own closing bracket
+                elements.append(text[start:token.start()])
+                start = len(text)
+                break
+            depth -= 1
+        elif char == b"," and depth == 0:
+            elements.append(text[start:token.start()])
+            start = token.end()
+    elements.append(text[start:])
+    return [e.strip() for e in elements if e.strip()]
