@@ -61,6 +61,7 @@ class KafkaSource:
         self._consumer: Any = None
         self._records_per_message = 1.0  # running average; messages may carry many records
         self._uncommitted: dict[Any, int] = {}  # stored but not yet committed, per partition
+        self._held: list[SourceRecord] = []  # fetched beyond the batch; delivered next
 
     def _connect(self) -> Any:
         if self._consumer is not None:
@@ -97,8 +98,10 @@ class KafkaSource:
         return consumer
 
     def poll(self, max_records: int, timeout_s: float) -> SourceBatch:
-        """About ``max_records`` records (a message may carry several, so the number of messages
-        asked for follows the average seen so far)."""
+        """At most ``max_records`` records. A message may carry several, so the number of
+        messages asked for follows the average seen so far, and records fetched beyond the
+        batch are held for the next poll (their message is not committed until all of its
+        records are stored)."""
         from kafka.errors import KafkaError
 
         consumer = self._connect()
@@ -107,34 +110,44 @@ class KafkaSource:
                 self._commit_pending()
             except CollectorError as exc:
                 log.warning("%s: %s", self.name, exc)
-        messages = max(1, int(max_records / self._records_per_message))
-        try:
-            fetched = consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=messages)
-        except KafkaError as exc:
-            raise CollectorError(
-                f"polling Kafka at {self.settings.bootstrap_servers} failed: {exc}") from exc
-        records = []
+        if len(self._held) < max_records:
+            messages = max(1, int((max_records - len(self._held)) / self._records_per_message))
+            try:
+                fetched = consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=messages)
+            except KafkaError as exc:
+                raise CollectorError(
+                    f"polling Kafka at {self.settings.bootstrap_servers} failed: {exc}") from exc
+            self._hold(fetched)
+        records, self._held = self._held[:max_records], self._held[max_records:]
+        return SourceBatch(records, lag=self._lag(consumer) if records else None)
+
+    def _hold(self, fetched: dict) -> None:
+        before, messages_seen = len(self._held), 0
         for partition, messages in fetched.items():
             kind = self._kinds.get(partition.topic, "log")
             for message in messages:
-                position = (partition, message.offset)
-                for payload in split_message(message.value):
-                    records.append(SourceRecord(kind, payload, position))
-        count = sum(len(batch) for batch in fetched.values())
-        if count:
-            per_message = len(records) / count
+                payloads = split_message(message.value)
+                for i, payload in enumerate(payloads):
+                    # The position says whether this is the last record of its message: only
+                    # then may the message's offset be passed.
+                    position = (partition, message.offset, i == len(payloads) - 1)
+                    self._held.append(SourceRecord(kind, payload, position))
+                messages_seen += 1
+        if messages_seen:
+            per_message = (len(self._held) - before) / messages_seen
             self._records_per_message = 0.8 * self._records_per_message + 0.2 * per_message
-        return SourceBatch(records, lag=self._lag(consumer) if records else None)
 
     def acknowledge(self, records: Sequence[SourceRecord]) -> None:
-        """Commit, per partition, the offset after the last stored message.
+        """Commit, per partition, the offset after the last message whose records are all
+        stored.
 
         A commit that fails (a rebalance in progress, a broker away) is kept and tried again
         on the next poll, so a quiet topic does not keep a stale committed offset.
         """
         for record in records:
-            partition, offset = record.position
-            self._uncommitted[partition] = max(self._uncommitted.get(partition, -1), offset + 1)
+            partition, offset, last = record.position
+            following = offset + 1 if last else offset
+            self._uncommitted[partition] = max(self._uncommitted.get(partition, -1), following)
         self._commit_pending()
 
     def _commit_pending(self) -> None:
@@ -169,6 +182,7 @@ class KafkaSource:
 
     def close(self) -> None:
         """Leave the group without committing anything not yet stored."""
+        self._held = []
         if self._consumer is not None:
             self._consumer.close(autocommit=False)
             self._consumer = None

@@ -49,8 +49,11 @@ class RedisStreamSource:
         self.consumer = settings.consumer or socket.gethostname()
         self._client_factory = client_factory
         self._client: Any = None
-        self._backlog_done: set[str] = set()
+        # Where the re-read of this consumer's pending entries stands, per stream: pending
+        # entries are read once after a (re)start, from "0" on, then new ones with ">".
+        self._backlog: dict[str, Any] = {}
         self._unacked: dict[str, set] = {}  # stored entries whose XACK has not gone through
+        self._held: list[SourceRecord] = []  # read beyond the batch; delivered next
 
     def _connect(self) -> Any:
         if self._client is not None:
@@ -78,33 +81,45 @@ class RedisStreamSource:
         return f"{parsed.hostname}:{parsed.port or 6379}"
 
     def poll(self, max_records: int, timeout_s: float) -> SourceBatch:
-        """Pending entries first (after a restart), then claimed stale ones, then new ones."""
-        import redis
-
+        """At most ``max_records`` records: this consumer's pending entries once after a start,
+        then claimed stale ones, then new ones. An entry may carry several records; those
+        beyond the batch are held for the next poll."""
         if self._unacked:
             self._ack_pending()
+        if len(self._held) < max_records:
+            self._held += self._read(max_records - len(self._held), timeout_s)
+        records, self._held = self._held[:max_records], self._held[max_records:]
+        client = self._client
+        return SourceBatch(records, lag=self._lag(client) if records and client else None)
+
+    def _read(self, count: int, timeout_s: float) -> list[SourceRecord]:
+        import redis
+
         client = self._connect()
         group, me = self.settings.group, self.consumer
         try:
             entries: list[tuple[str, Any, dict]] = []
             for stream in self._kinds:
-                if stream not in self._backlog_done:
-                    mine = client.xreadgroup(group, me, {stream: "0"}, count=max_records)
-                    got = _entries(mine)
-                    if not got:
-                        self._backlog_done.add(stream)
-                        _, claimed, *_ = client.xautoclaim(
-                            stream, group, me, self.settings.claim_idle_ms, "0-0",
-                            count=max_records)
-                        got = [(stream, eid, fields) for eid, fields in claimed if fields]
-                    entries += got
+                cursor = self._backlog.setdefault(stream, "0")
+                if cursor is None:
+                    continue
+                got = _entries(client.xreadgroup(group, me, {stream: cursor}, count=count))
+                if got:
+                    self._backlog[stream] = got[-1][1]  # pending entries after this one next
+                else:
+                    self._backlog[stream] = None
+                    _, claimed, *_ = client.xautoclaim(
+                        stream, group, me, self.settings.claim_idle_ms, "0-0", count=count)
+                    got = [(stream, eid, fields) for eid, fields in claimed if fields]
+                entries += got
             if not entries:
                 fresh = client.xreadgroup(group, me, dict.fromkeys(self._kinds, ">"),
-                                          count=max_records, block=max(1, int(timeout_s * 1000)))
+                                          count=count, block=max(1, int(timeout_s * 1000)))
                 entries = _entries(fresh)
         except redis.RedisError as exc:
             self._client = None
-            self._backlog_done.clear()
+            self._backlog.clear()  # what was delivered but not stored is pending again
+            self._held = []
             raise CollectorError(f"reading streams from Redis at {self._address()} failed: "
                                  f"{exc}") from exc
         records = []
@@ -114,11 +129,14 @@ class RedisStreamSource:
             if value is None:
                 entry = json.dumps({_text(k): _text(v) for k, v in fields.items()})
                 error = f"stream entry {_text(entry_id)} has no {self.settings.field!r} field"
-                records.append(SourceRecord(kind, entry, (stream, entry_id), error=error))
+                records.append(SourceRecord(kind, entry, (stream, entry_id, True), error=error))
                 continue
-            for payload in split_message(value):
-                records.append(SourceRecord(kind, payload, (stream, entry_id)))
-        return SourceBatch(records, lag=self._lag(client) if records else None)
+            payloads = split_message(value)
+            for i, payload in enumerate(payloads):
+                # Only the entry's last record, once stored, lets the entry be acknowledged.
+                position = (stream, entry_id, i == len(payloads) - 1)
+                records.append(SourceRecord(kind, payload, position))
+        return records
 
     def _lag(self, client: Any) -> float | None:
         """Entries not yet delivered to the group (Redis 7 reports it per group)."""
@@ -139,8 +157,9 @@ class RedisStreamSource:
     def acknowledge(self, records: Sequence[SourceRecord]) -> None:
         """XACK every entry the records came from; a failed XACK is retried on the next poll."""
         for record in records:
-            stream, entry_id = record.position
-            self._unacked.setdefault(stream, set()).add(entry_id)
+            stream, entry_id, last = record.position
+            if last:
+                self._unacked.setdefault(stream, set()).add(entry_id)
         self._ack_pending()
 
     def _ack_pending(self) -> None:
@@ -160,6 +179,8 @@ class RedisStreamSource:
         self._unacked = {}
 
     def close(self) -> None:
+        self._held = []
+        self._backlog.clear()
         if self._client is not None:
             self._client.close()
             self._client = None

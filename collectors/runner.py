@@ -157,10 +157,15 @@ class CollectorRunner:
                     if rejected:
                         dead += self._writer.dead_letter(rejected, source.name, table_kind)
                 break
-            except StoreError as exc:
-                if self.health.failed(source.name, f"store: {exc}", store=True):
-                    log.warning("%s: the store refused a batch of %d; retrying: %s",
-                                source.name, len(buffer), exc)
+            except Exception as exc:  # noqa: BLE001 - a batch must never end the source
+                # The writer already dead-letters records the store refuses on their own; what
+                # reaches here is the store away, or a bug: keep the batch and retry it.
+                reason = f"store: {exc}" if isinstance(exc, StoreError) \
+                    else f"{type(exc).__name__}: {exc}"
+                if self.health.failed(source.name, reason, store=True):
+                    log.warning("%s: a batch of %d was not stored; retrying: %s",
+                                source.name, len(buffer), reason,
+                                exc_info=not isinstance(exc, StoreError))
                 if self._stop.is_set():
                     attempts_while_stopping += 1
                     if attempts_while_stopping > 3:

@@ -8,6 +8,7 @@ again, so at-least-once delivery never double counts, in the raw table or in the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Collection, Sequence
@@ -243,19 +244,37 @@ class TelemetryWriter:
             _keep(rows, [key not in stored for key in keys], result)
 
     def _dead_letter(self, result: IngestResult, source: str, kind: str, ingest_ms: int) -> None:
+        """Store the rejections, each once: one already dead-lettered (the same kind and
+        payload, delivered again) is not stored a second time."""
         result.rejected = len(result.rejections)
         if not result.rejections:
+            return
+        keys = [_record_key(kind, r.payload) for r in result.rejections]
+        stored = set(self._store.scalar(
+            "SELECT groupUniqArray(record_key) FROM dead_letters "
+            "WHERE record_key IN {keys:Array(String)}", {"keys": keys}) or ())
+        fresh = [(key, r) for key, r in dict(zip(keys, result.rejections, strict=True)).items()
+                 if key not in stored]
+        if not fresh:
             return
         self._store.insert_columns(
             "dead_letters",
             {
-                "ingest_time": [ingest_ms] * result.rejected,
-                "source": [source] * result.rejected,
-                "kind": [kind] * result.rejected,
-                "reason": [r.reason for r in result.rejections],
-                "payload": [r.payload for r in result.rejections],
+                "ingest_time": [ingest_ms] * len(fresh),
+                "source": [source] * len(fresh),
+                "kind": [kind] * len(fresh),
+                "reason": [r.reason for _, r in fresh],
+                "payload": [r.payload for _, r in fresh],
+                "record_key": [key for key, _ in fresh],
             },
         )
+
+
+def _record_key(kind: str, payload: str) -> str:
+    """What identifies a refused record across deliveries: its kind and exact payload."""
+    digest = hashlib.blake2b(payload.encode("utf-8", "surrogatepass"), digest_size=12,
+                             person=kind.encode()[:16])
+    return digest.hexdigest()
 
 
 def _number_text(value: float) -> str:

@@ -23,8 +23,9 @@ from collectors.kafka_source import KafkaSourceSettings
 from collectors.redis_source import RedisStreamSettings
 from collectors.runner import RunnerSettings
 from collectors.serving_metrics import TorchServeMetricsSettings, TritonMetricsSettings
-from drift.settings import MonitorSettings
+from drift.settings import Duration, MonitorSettings
 from telemetry.errors import WatchloopError
+from telemetry.records import MAX_FUTURE_SKEW
 
 DEFAULT_CONFIG_FILE = "watchloop.yaml"
 CONFIG_ENV = "WATCHLOOP_CONFIG"
@@ -77,6 +78,14 @@ class ApiSettings(Settings):
     max_record_bytes: Annotated[int, Field(gt=0)] = 64 * 1024
 
 
+class IngestSettings(Settings):
+    """Rules every source of inference logs and labels is held to (telemetry/records.py)."""
+
+    # How far ahead of the ingest time an event may be: clock skew between hosts. Later
+    # records are dead-lettered with the reason (they would stretch every chart to the future).
+    max_future_skew: Duration = MAX_FUTURE_SKEW
+
+
 class ConsoleSettings(Settings):
     """The Streamlit console, served from the same process as the store."""
 
@@ -123,6 +132,7 @@ class WatchloopConfig(Settings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     store: StoreSettings = Field(default_factory=ChdbStoreSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     models: list[ModelSettings] = Field(default_factory=list)
     collectors: CollectorsSettings = Field(default_factory=CollectorsSettings)

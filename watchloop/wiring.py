@@ -27,7 +27,8 @@ from .shell import Component
 def build_writer(config: WatchloopConfig, store: Store) -> TelemetryWriter:
     """The one writer every source of inference logs and labels goes through."""
     return TelemetryWriter(
-        store, known_models=config.known_models(), max_record_bytes=config.api.max_record_bytes
+        store, known_models=config.known_models(), max_record_bytes=config.api.max_record_bytes,
+        max_future_skew=config.ingest.max_future_skew,
     )
 
 
