@@ -239,25 +239,38 @@ def _start_collector(tmp_path: Path, transport) -> subprocess.Popen:
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
+def _bad(i: int) -> bytes:
+    """A bad record of one of three kinds; its request id names it."""
+    kinds = (b'{"request_id": "bad-%d", "features": {"a": [1, 2' % i,  # truncated
+             b'{"request_id": "bad-%d", "model": "fraud' % i,  # an open string
+             json.dumps(_log(f"bad-{i}", latency_ms="slow")).encode())  # a wrong type
+    return kinds[i % 3]
+
+
 def test_kill_9_mid_stream_then_restart_stores_every_record_exactly_once(transport, tmp_path):
     total = 3000
+    bad = {i: _bad(i) for i in range(0, total, 37)}  # truncated JSON among the good
     url = f"chdb://{tmp_path / 'data' / 'store'}?database=watchloop"
+
+    def send(i: int) -> None:
+        transport.send(bad.get(i) or json.dumps(_log(f"k{i}")).encode(), key=i)
+
     collector = _start_collector(tmp_path, transport)
     try:
         for i in range(total // 2):
-            transport.send(json.dumps(_log(f"k{i}")).encode(), key=i)
+            send(i)
         transport.flush()
         wait_until(lambda: transport.acknowledged() > 0, timeout=90)
         for i in range(total // 2, total):
-            transport.send(json.dumps(_log(f"k{i}")).encode(), key=i)
+            send(i)
             if i == total // 2 + 200:
                 collector.send_signal(signal.SIGKILL)
         transport.flush()
         collector.wait(timeout=30)
         acknowledged = transport.acknowledged()
         stored_at_kill = read_store(url, "SELECT uniqExact(request_id) FROM inference_logs")[0][0]
-        # Nothing is acknowledged before it is stored.
-        assert 0 < acknowledged <= stored_at_kill < total
+        # Nothing is acknowledged before it is stored (or dead-lettered).
+        assert 0 < acknowledged <= stored_at_kill + len(bad) and stored_at_kill < total
     finally:
         if collector.poll() is None:
             collector.kill()
@@ -268,11 +281,99 @@ def test_kill_9_mid_stream_then_restart_stores_every_record_exactly_once(transpo
         restarted.send_signal(signal.SIGTERM)
         _, err = restarted.communicate(timeout=60)
     assert restarted.returncode == 0, err[-3000:]
+    good = total - len(bad)
     count, distinct, final = read_store(
         url, "SELECT count(), uniqExact(request_id), "
              "(SELECT count() FROM inference_logs FINAL) FROM inference_logs")[0]
-    assert (distinct, final) == (total, total)
-    assert count == total  # the writer dropped the redelivered ones before inserting
+    assert (distinct, final) == (good, good)
+    assert count == good  # the writer dropped the redelivered ones before inserting
+    payloads = [p for (p,) in read_store(url, "SELECT payload FROM dead_letters")]
+    assert sorted(payloads) == sorted(p.decode() for p in bad.values())  # each once, no good
+
+
+def test_a_batch_holds_at_most_batch_size_records(transport, store):
+    class CountingWriter(TelemetryWriter):
+        """The real writer, remembering how many records each batch held."""
+
+        sizes: list[int] = []
+
+        def write_logs(self, records, source):
+            self.sizes.append(len(records))
+            return super().write_logs(records, source)
+
+    for m in range(10):  # 100 records in each message or entry
+        transport.send(json.dumps([_log(f"b{m}-{i}") for i in range(100)]).encode(), key=m)
+    transport.flush()
+    writer = CountingWriter(store)
+    settings = RunnerSettings(batch_size=64, flush_interval_s=0.1, health_interval_s=0.5)
+    runner = CollectorRunner(store, writer, sources=[transport.source()], settings=settings)
+    runner.start()
+    try:
+        wait_until(lambda: _count(store) == 1000)
+        wait_until(lambda: transport.acknowledged() == 10)
+    finally:
+        runner.stop()
+    assert max(writer.sizes) <= 64
+    assert sum(writer.sizes) == 1000  # nothing read twice along the way
+    assert store.scalar("SELECT count() FROM inference_logs") == 1000
+
+
+def test_redis_pending_entries_are_read_once_after_a_restart(redis_server, store):
+    transport = RedisTransport(redis_server)
+    client = transport.client
+    client.xgroup_create(transport.stream, transport.group, id="0", mkstream=True)
+    bad = {i: _bad(i) for i in range(0, 300, 30)}
+    for i in range(300):
+        transport.send(bad.get(i) or json.dumps(_log(f"p{i}")).encode())
+    # A collector read everything and died before storing: all 300 are its pending entries.
+    client.xreadgroup(transport.group, "collector-1", {transport.stream: ">"}, count=1000)
+    settings = RunnerSettings(batch_size=5000, flush_interval_s=1.0, poll_timeout_s=0.05)
+    runner = CollectorRunner(store, TelemetryWriter(store), sources=[transport.source()],
+                             settings=settings)
+    runner.start()
+    try:
+        wait_until(lambda: transport.acknowledged() == 300)
+    finally:
+        runner.stop()
+        transport.close()
+    health = runner.health.snapshot()[0]
+    assert health.duplicates == 0 and health.rows_in == 300
+    assert store.scalar("SELECT count() FROM inference_logs") == 290
+    assert store.scalar("SELECT count() FROM dead_letters") == len(bad)
+
+
+def test_a_redelivered_bad_record_is_dead_lettered_once(store):
+    writer = TelemetryWriter(store)
+    batch = [_bad(0), _bad(1), json.dumps(_log("ok")).encode()]
+    first, again = writer.write_logs(batch, "kafka"), writer.write_logs(batch, "kafka")
+    assert (first.rejected, again.rejected, again.duplicates) == (2, 2, 1)
+    assert store.scalar("SELECT count() FROM dead_letters") == 2
+
+
+def test_a_bug_while_storing_a_batch_does_not_end_the_source(transport, store):
+    class BreaksOnce(TelemetryWriter):
+        """The real writer, whose first batch fails as a bug in it would."""
+
+        broken = True
+
+        def write_logs(self, records, source):
+            if self.broken:
+                self.broken = False
+                raise ValueError("injected: a bug in the writer")
+            return super().write_logs(records, source)
+
+    for i in range(20):
+        transport.send(json.dumps(_log(f"v{i}")).encode(), key=i)
+    transport.flush()
+    runner = CollectorRunner(store, BreaksOnce(store), sources=[transport.source()],
+                             settings=FAST)
+    runner.start()
+    try:
+        wait_until(lambda: _count(store) == 20)
+        wait_until(lambda: transport.acknowledged() == 20)
+    finally:
+        runner.stop()
+    assert runner.health.snapshot()[0].store_retries == 1  # retried, then stored
 
 
 def test_an_unreachable_broker_is_reported_with_its_address_and_retried(store):
