@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from collectors.runner import CollectorRunner
+from telemetry.rollup import RollupReconciler
 from tests.helpers import wait_until
 from watchloop.config import parse_config
 from watchloop.wiring import build_components, build_writer
@@ -50,7 +51,8 @@ def test_configured_pollers_run_and_store_their_rows_and_health(store, dcgm_expo
         "    - {type: nvml, interval_s: 0.2}\n",
         "watchloop.yaml", {})
     registry = CollectorRegistry()
-    [runner] = build_components(config, store, build_writer(config, store), registry)
+    rollup, runner = build_components(config, store, build_writer(config, store), registry)
+    assert isinstance(rollup, RollupReconciler)
     assert isinstance(runner, CollectorRunner)
     runner.start()
     try:

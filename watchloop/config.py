@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -84,6 +85,9 @@ class IngestSettings(Settings):
     # How far ahead of the ingest time an event may be: clock skew between hosts. Later
     # records are dead-lettered with the reason (they would stretch every chart to the future).
     max_future_skew: Duration = MAX_FUTURE_SKEW
+    # How often the per-minute rollup is checked against the logs and repaired where a crash
+    # or two racing writers made it differ (telemetry/rollup.py).
+    rollup_check_interval: Duration = timedelta(seconds=30)
 
 
 class ConsoleSettings(Settings):

@@ -19,6 +19,7 @@ from collectors.serving_metrics import (
 )
 from drift import MonitorRunner
 from telemetry import Store, TelemetryWriter
+from telemetry.rollup import RollupReconciler
 
 from .config import WatchloopConfig
 from .shell import Component
@@ -51,7 +52,8 @@ def build_components(
     config: WatchloopConfig, store: Store, writer: TelemetryWriter, registry: CollectorRegistry
 ) -> list[Component]:
     """Every component the config asks for, in start order."""
-    components: list[Component] = []
+    components: list[Component] = [RollupReconciler(
+        store, interval_s=config.ingest.rollup_check_interval.total_seconds())]
     sources = []
     for settings in config.collectors.sources:
         if isinstance(settings, KafkaSourceSettings):
