@@ -47,6 +47,7 @@ class IngestResult:
     rejected: int = 0
     duplicates: int = 0
     rejections: list[Rejection] = field(default_factory=list)
+    duplicate_indexes: list[int] = field(default_factory=list)
 
     def as_dict(self, max_errors: int = 100) -> dict[str, Any]:
         """A JSON-ready summary, listing at most ``max_errors`` rejections."""
@@ -58,6 +59,17 @@ class IngestResult:
                 {"index": r.index, "reason": r.reason} for r in self.rejections[:max_errors]
             ],
         }
+
+    def part(self, start: int, stop: int) -> IngestResult:
+        """The result of records ``start`` to ``stop`` of the batch, numbered from 0: how a
+        group commit answers each request whose records it wrote together."""
+        rejections = [Rejection(r.index - start, r.payload, r.reason)
+                      for r in self.rejections if start <= r.index < stop]
+        duplicates = [i - start for i in self.duplicate_indexes if start <= i < stop]
+        return IngestResult(
+            accepted=stop - start - len(rejections) - len(duplicates),
+            rejected=len(rejections), duplicates=len(duplicates), rejections=rejections,
+            duplicate_indexes=duplicates)
 
 
 def _ticks(moment: datetime) -> int:
@@ -114,6 +126,7 @@ class TelemetryWriter:
         for positions, outcome in self._bisected(payloads, ingest_ms, source):
             result.accepted += outcome.accepted
             result.duplicates += len(outcome.duplicates)
+            result.duplicate_indexes += [origin[positions[p]] for p in outcome.duplicates]
             for position, reason in outcome.rejected:
                 index = origin[positions[position]]
                 result.rejections.append(Rejection(index, payload_text(records[index]), reason))
@@ -169,6 +182,7 @@ class TelemetryWriter:
         result = IngestResult()
         ingest_ms = _ticks(self._clock())
         rows: dict[str, list[Any]] = {name: [] for name in _LABEL_COLUMNS}
+        rows["index"] = []
         seen: set[tuple[str, str, int]] = set()
         for index, raw in enumerate(records):
             try:
@@ -181,8 +195,10 @@ class TelemetryWriter:
             key = (record.request_id, text, _ticks(record.label_time))
             if key in seen:
                 result.duplicates += 1
+                result.duplicate_indexes.append(index)
                 continue
             seen.add(key)
+            rows["index"].append(index)
             rows["request_id"].append(record.request_id)
             rows["label"].append(text)
             rows["label_value"].append(None if isinstance(label, str) else label)
@@ -190,6 +206,7 @@ class TelemetryWriter:
             rows["ingest_time"].append(ingest_ms)
             rows["source"].append(source)
         self._drop_stored_labels(rows, result)
+        del rows["index"]
         result.accepted = self._store.insert_columns("labels", rows)
         self._dead_letter(result, source, "label", ingest_ms)
         return result
@@ -303,5 +320,7 @@ def _as_json_bytes(raw: Any) -> bytes | None:
 
 def _keep(rows: dict[str, list[Any]], mask: list[bool], result: IngestResult) -> None:
     result.duplicates += mask.count(False)
+    result.duplicate_indexes += [i for i, keep in zip(rows["index"], mask, strict=True)
+                                 if not keep]
     for name, column in rows.items():
         rows[name] = [value for value, keep in zip(column, mask, strict=True) if keep]

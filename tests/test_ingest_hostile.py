@@ -242,3 +242,44 @@ def test_a_store_that_refuses_everything_raises_instead_of_dead_lettering(store)
     with pytest.raises(StoreError):
         writer.write_logs([_log(i, error="poison") for i in range(4)], "t")
     assert store.scalar("SELECT count() FROM dead_letters") == 0
+
+
+# -- many small writers ----------------------------------------------------------------------
+
+def test_concurrent_small_requests_are_written_together_each_answered_for_its_own(store):
+    from concurrent.futures import ThreadPoolExecutor
+
+    class CountingWriter(TelemetryWriter):
+        """The real writer, counting the store batches it is asked to write."""
+
+        batches = 0
+
+        def write_logs(self, records, source):
+            CountingWriter.batches += 1
+            return super().write_logs(records, source)
+
+    metrics = ShellMetrics(CollectorRegistry())
+    server = ApiServer(create_app(store, CountingWriter(store), metrics), "127.0.0.1", 0)
+    server.start()
+
+    def post(i: int) -> dict:
+        records = [_log(f"c{i}")]
+        if i % 4 == 0:
+            records.append({"request_id": f"bad{i}"})  # its own error, at its own index
+        if i % 4 == 1:
+            records.append(_log(f"c{i}"))  # a duplicate within its own request
+        return requests.post(f"{server.url}/v1/logs", json=records, timeout=60).json()
+
+    try:
+        with ThreadPoolExecutor(32) as pool:
+            answers = list(pool.map(post, range(256)))
+    finally:
+        server.stop()
+    for i, answer in enumerate(answers):
+        assert answer["accepted"] == 1
+        assert answer["rejected"] == (1 if i % 4 == 0 else 0)
+        assert answer["duplicates"] == (1 if i % 4 == 1 else 0)
+        if i % 4 == 0:
+            assert answer["errors"][0]["index"] == 1
+    assert store.scalar("SELECT count() FROM inference_logs") == 256
+    assert CountingWriter.batches < 256 / 4  # coalesced: far fewer batches than requests

@@ -8,12 +8,14 @@ batch; a 503 (store unavailable) means nothing of it was acknowledged and it may
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import json
 import re
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -22,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from telemetry import StoreError, TelemetryWriter
+from telemetry.group_commit import GroupCommit
 from telemetry.store import Store
 
 from .metrics import ShellMetrics
@@ -49,7 +52,16 @@ def create_app(
     is_ready: Callable[[], bool] | None = None,
 ) -> FastAPI:
     """Build the API over a store and a writer; ``token`` requires a bearer token on ingest."""
-    app = FastAPI(title="Watchloop", version="0.1.0", docs_url="/docs", redoc_url=None)
+    # Concurrent requests are written together (group commit), each answered once stored.
+    commits = GroupCommit(writer)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(commits.close)
+
+    app = FastAPI(title="Watchloop", version="0.1.0", docs_url="/docs", redoc_url=None,
+                  lifespan=lifespan)
 
     def unauthorized(request: Request) -> JSONResponse | None:
         if token is None:
@@ -97,10 +109,9 @@ def create_app(
             return JSONResponse({"error": str(exc)}, status_code=415,
                                 headers={"Accept-Encoding": ", ".join(ENCODINGS)})
         records, unparsable = split_records(body, request.headers.get("content-type", ""))
-        write = writer.write_logs if kind == "log" else writer.write_labels
         started = time.perf_counter()
         try:
-            result = await run_in_threadpool(write, records, "http")
+            result = await asyncio.wrap_future(commits.submit(kind, records, "http"))
             if unparsable:
                 await run_in_threadpool(
                     writer.dead_letter, [(body, unparsable)], "http", f"{kind}_batch")
