@@ -12,6 +12,13 @@ One process, one chDB engine, a real Tansu broker and the real HTTP API on loopb
   the last record queryable.
 - ``http_rows_per_s``: JSON Lines bodies of ``--batch`` records POSTed to ``/v1/logs`` by
   two client threads.
+- ``small_batch_rows_per_s``: 8 concurrent clients POSTing 50-record JSON arrays;
+  ``tiny_rows_per_s``: 32 concurrent clients POSTing one record each; ``small_batch_ratio``:
+  small over ``http_rows_per_s`` (one client's 10,000-record bodies) in the same run.
+- ``ack_p99_ms_at_2k``: 100-record requests sent on a schedule at 2,000 records/s; the time
+  from each request's scheduled send to its answer (queueing included).
+- ``freshness_under_load_p99_ms``: the freshness run below again, while console queries and
+  the monitors run in a loop on the same store.
 - ``freshness_p99_ms``: at a fixed rate (``--fresh-rate`` records/s for ``--fresh-seconds``),
   records are produced to Kafka stamped with their send time; a probe counts the queryable
   ones every 20 ms, and each record's freshness is the probe time that first saw it minus its
@@ -172,20 +179,114 @@ def bench_http(store: Any, records: list[dict], batch: int) -> float:
     return per_second(len(records), elapsed)
 
 
+def _serve(store: Any) -> ApiServer:
+    app = create_app(store, TelemetryWriter(store), ShellMetrics(CollectorRegistry()))
+    server = ApiServer(app, "127.0.0.1", 0)
+    server.start()
+    return server
+
+
+def bench_small_requests(store: Any, records: list[dict], clients: int, per_request: int,
+                         prefix: str) -> float:
+    """Records/s when ``clients`` threads each POST ``per_request`` records at a time."""
+    for record in records:
+        record["request_id"] = prefix + record["request_id"][1:]
+    bodies = [json.dumps(records[i:i + per_request])
+              for i in range(0, len(records), per_request)]
+    server = _serve(store)
+    local = threading.local()
+
+    def post(body: str) -> int:
+        session = getattr(local, "session", None) or requests.Session()
+        local.session = session
+        response = session.post(f"{server.url}/v1/logs", data=body, timeout=300,
+                                headers={"Content-Type": "application/json"})
+        response.raise_for_status()
+        return response.json()["accepted"]
+
+    started = time.perf_counter()
+    try:
+        with ThreadPoolExecutor(max_workers=clients) as pool:
+            accepted = sum(pool.map(post, bodies))
+    finally:
+        elapsed = time.perf_counter() - started
+        server.stop()
+    if accepted != len(records):
+        raise RuntimeError(f"{prefix}: {accepted} of {len(records)} accepted")
+    return per_second(len(records), elapsed)
+
+
+def bench_ack_latency(store: Any, generator: LogGenerator, rate: int, per_request: int,
+                      seconds: float) -> list[float]:
+    """Answer latency (ms) of requests sent on a fixed schedule, from their due time."""
+    server = _serve(store)
+    interval = per_request / rate
+    count = int(seconds / interval)
+    bodies = []
+    for n in range(count):
+        batch = generator.batch(per_request)
+        for record in batch:
+            record["request_id"] = f"a{n}-" + record["request_id"]
+        bodies.append(json.dumps(batch))
+    local = threading.local()
+    latencies: list[float] = []
+    started = time.perf_counter()
+
+    def send(n: int) -> None:
+        due = started + n * interval
+        time.sleep(max(0.0, due - time.perf_counter()))
+        session = getattr(local, "session", None) or requests.Session()
+        local.session = session
+        response = session.post(f"{server.url}/v1/logs", data=bodies[n], timeout=300,
+                                headers={"Content-Type": "application/json"})
+        response.raise_for_status()
+        latencies.append((time.perf_counter() - due) * 1000)
+
+    try:
+        with ThreadPoolExecutor(max_workers=64) as pool:
+            list(pool.map(send, range(count)))
+    finally:
+        server.stop()
+    return latencies
+
+
+def _console_and_monitors(store: Any, stop: threading.Event) -> threading.Thread:
+    """The console's heaviest reads and a monitor pass, in a loop, until ``stop``."""
+    from datetime import UTC, datetime
+
+    from drift import MonitorRunner
+    from drift.settings import MonitorSettings
+    from telemetry import queries
+
+    monitors = MonitorRunner(MonitorSettings(), store)
+
+    def loop() -> None:
+        while not stop.is_set():
+            queries.table_summaries(store)
+            queries.model_traffic(store, 60)
+            queries.dead_letter_reasons(store)
+            monitors.run_once(datetime.now(UTC))
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    return thread
+
+
 def bench_freshness(store: Any, broker: KafkaBroker, rate: int, seconds: float,
-                    seed: int) -> list[float]:
-    topic = "bench-fresh"
+                    seed: int, topic: str = "bench-fresh") -> list[float]:
     _create_topic(broker, topic, 1)
     runner = _runner(store, broker, topic,
                      RunnerSettings(batch_size=5000, flush_interval_s=0.05,
-                                    poll_timeout_s=0.02), "fresh")
+                                    poll_timeout_s=0.02), topic)
     runner.start()
     from kafka import KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, linger_ms=0)
-    producer.send(topic, b"{}")  # warm up: the group join takes a few seconds
+    # Warm up: the group join takes a few seconds. A record with only a marker in it is
+    # dead-lettered, which says the collector is consuming.
+    producer.send(topic, json.dumps({"warm_up": topic}).encode())
     producer.flush()
-    _wait_for_dead_letter(store)
+    _wait_for_dead_letter(store, topic)
     generator = LogGenerator(seed, 1, 0, 0)
     sent_at: list[float] = []
     seen_at: list[float] = []
@@ -193,7 +294,7 @@ def bench_freshness(store: Any, broker: KafkaBroker, rate: int, seconds: float,
 
     def probe() -> None:
         while not done.is_set() or len(seen_at) < len(sent_at):
-            count = _count(store, "fresh")
+            count = _count(store, topic)
             now = time.time()
             seen_at.extend([now] * (count - len(seen_at)))
             time.sleep(0.02)
@@ -221,9 +322,10 @@ def bench_freshness(store: Any, broker: KafkaBroker, rate: int, seconds: float,
     return [(seen - sent) * 1000 for sent, seen in zip(sent_at, seen_at, strict=False)]
 
 
-def _wait_for_dead_letter(store: Any) -> None:
+def _wait_for_dead_letter(store: Any, source: str) -> None:
     deadline = time.monotonic() + 60
-    while not store.scalar("SELECT count() FROM dead_letters WHERE source = 'fresh'"):
+    while not store.scalar("SELECT count() FROM dead_letters WHERE source = {s:String}",
+                           {"s": source}):
         if time.monotonic() > deadline:
             raise RuntimeError("the freshness collector did not start consuming in 60 s")
         time.sleep(0.05)
@@ -254,6 +356,25 @@ def main() -> None:
                                         args.seed + 1)
             log(f"freshness over {len(freshness):,} records: "
                 f"p50 {percentile(freshness, 50):.0f} ms, p99 {percentile(freshness, 99):.0f} ms")
+            small_rows = max(4_000, args.rows // 10)
+            small = bench_small_requests(store, generator.batch(small_rows), 8, 50, "s")
+            log(f"small requests (8 clients x 50 records): {small:,.0f} rows/s")
+            tiny = bench_small_requests(store, generator.batch(max(1_000, args.rows // 100)),
+                                        32, 1, "t")
+            log(f"tiny requests (32 clients x 1 record): {tiny:,.0f} rows/s")
+            acks = bench_ack_latency(store, generator, 2_000, 100, args.fresh_seconds)
+            log(f"acknowledgements at 2,000 records/s: p50 {percentile(acks, 50):.0f} ms, "
+                f"p99 {percentile(acks, 99):.0f} ms")
+            stop = threading.Event()
+            loader = _console_and_monitors(store, stop)
+            try:
+                loaded = bench_freshness(store, broker, args.fresh_rate, args.fresh_seconds,
+                                         args.seed + 2, topic="bench-fresh-loaded")
+            finally:
+                stop.set()
+                loader.join(timeout=120)
+            log(f"freshness under console and monitor load: p99 "
+                f"{percentile(loaded, 99):.0f} ms")
         finally:
             broker.stop()
             store.close()
@@ -267,6 +388,11 @@ def main() -> None:
         "freshness_p50_ms": round(percentile(freshness, 50), 1),
         "freshness_p99_ms": round(percentile(freshness, 99), 1),
         "fresh_rate_per_s": args.fresh_rate,
+        "small_batch_rows_per_s": round(small),
+        "tiny_rows_per_s": round(tiny),
+        "small_batch_ratio": round(small / http, 3),
+        "ack_p99_ms_at_2k": round(percentile(acks, 99), 1),
+        "freshness_under_load_p99_ms": round(percentile(loaded, 99), 1),
     })
 
 

@@ -411,3 +411,15 @@ def payload_text(raw: Any) -> str:
         return json.dumps(raw, default=str, allow_nan=True)
     except (TypeError, ValueError, RecursionError):
         return repr(raw)[:MAX_RECORD_BYTES]
+
+
+def split_features(features: dict[str, float | str | None]) -> tuple[dict[str, float],
+                                                                     dict[str, str]]:
+    """Split validated features into the numeric and categorical maps the store keeps.
+
+    Numbers (booleans already 1/0) are numeric, strings categorical; ``None`` is a missing
+    value and is left out.
+    """
+    numeric = {k: v for k, v in features.items() if v is not None and v.__class__ is not str}
+    categorical = {k: v for k, v in features.items() if v.__class__ is str}
+    return numeric, categorical
