@@ -14,6 +14,7 @@ import pytest
 
 from watchloop.services import (
     AlertmanagerServer,
+    ClickHouseServer,
     KafkaBroker,
     MlflowServer,
     PrometheusServer,
@@ -48,6 +49,14 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBrok
     """A Tansu broker (in-memory) shared by the session; use unique topic and group names."""
     _skip_unless_available(KafkaBroker)
     yield from _run(KafkaBroker(tmp_path_factory.mktemp("kafka")), timeout=30)
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseServer]:
+    """A ClickHouse server (chdb-core's HTTP listener) shared by the session; each test uses a
+    database of its own."""
+    _skip_unless_available(ClickHouseServer)
+    yield from _run(ClickHouseServer(tmp_path_factory.mktemp("clickhouse")), timeout=60)
 
 
 @pytest.fixture(scope="session")

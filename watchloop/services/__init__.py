@@ -1,4 +1,5 @@
-"""Start-up helpers for the real servers tests and the demo run: Kafka (Tansu), Redis,
+"""Start-up helpers for the real servers tests and the demo run: ClickHouse (chdb-core's
+HTTP listener), Kafka (Tansu), Redis,
 TorchServe, Triton, MLflow, Prometheus and Alertmanager.
 
 Each server is a :class:`ServiceProcess`: ``start()`` runs it on free loopback ports in its
@@ -11,6 +12,7 @@ from watchloop.services.base import (
     ServiceStartError,
     free_port,
 )
+from watchloop.services.clickhouse import ClickHouseServer
 from watchloop.services.kafka import KafkaBroker
 from watchloop.services.mlflow import MlflowServer
 from watchloop.services.prometheus import (
@@ -26,6 +28,7 @@ from watchloop.services.triton import TritonServer, write_doubling_model
 __all__ = [
     "AlertmanagerServer",
     "BinaryNotFound",
+    "ClickHouseServer",
     "KafkaBroker",
     "MlflowServer",
     "PrometheusServer",
