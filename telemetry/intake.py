@@ -15,6 +15,8 @@ two to the same answers with Hypothesis.
 from __future__ import annotations
 
 import os
+import re
+import socket
 import struct
 import threading
 import uuid
@@ -45,6 +47,7 @@ _UNREADABLE = "unreadable"
 # and refuses numbers beyond a double's range, as the pydantic path does.
 _SETTINGS = "SETTINGS allow_simdjson = 0"
 _BLOCK_ROWS = 2_500
+_HOST = re.sub(r"[^a-z0-9]", "", socket.gethostname().lower())[:32] or "host"
 _WS = "".join({"\t": "\\t", "\n": "\\n", "\r": "\\r", "\f": "\\f", "\v": "\\v"}.get(c, c)
               for c in WHITESPACE)
 
@@ -267,9 +270,10 @@ class SqlLogIntake:
         self._models = sorted(known_models) if known_models else []
         self._skew = max_future_skew
         self._lock = threading.Lock()
-        # The process id in the names lets an embedded store's single owner drop scratch tables
-        # a killed predecessor left behind (Memory tables keep their definition on disk).
-        token = f"{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        # Host and process id in the names let a writer drop the scratch tables a killed
+        # process left behind (Memory tables keep their definition on disk): on an embedded
+        # store every other process's, on a server those of dead processes of this host.
+        token = f"{_HOST}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
         self._intake = f"_intake_logs_{token}"
         self._decoded = f"_decoded_logs_{token}"
         self._parsed = f"_parsed_logs_{token}"
@@ -344,8 +348,7 @@ class SqlLogIntake:
     def _ensure_tables(self) -> None:
         if self._created:
             return
-        if self._store.location.backend == "chdb":
-            self._drop_stale_tables()
+        self._drop_stale_tables()
         self._store.command(
             f"CREATE TABLE IF NOT EXISTS {self._intake} (seq UInt32, line String) "
             "ENGINE = Memory")
@@ -360,14 +363,17 @@ class SqlLogIntake:
         self._created = True
 
     def _drop_stale_tables(self) -> None:
-        """Drop scratch tables of processes that no longer own this embedded store."""
-        mine = f"_{os.getpid()}_"
+        """Drop scratch tables of processes that are gone (see ``__init__``)."""
+        embedded = self._store.location.backend == "chdb"
         for (name,) in self._store.query(
             "SELECT name FROM system.tables WHERE database = {db:String} "
-            "AND match(name, '^_(intake|decoded|parsed)_logs_[0-9]+_[0-9a-f]+$')",
+            "AND match(name, '^_(intake|decoded|parsed)_logs_[a-z0-9]+_[0-9]+_[0-9a-f]+$')",
             {"db": self._store.database},
         ):
-            if mine not in name:
+            host, pid = name.split("_")[3:5]
+            if int(pid) == os.getpid() and host == _HOST:
+                continue
+            if embedded or (host == _HOST and not _alive(int(pid))):
                 self._store.command(f"DROP TABLE IF EXISTS `{name}`")
 
     def close(self) -> None:
@@ -377,6 +383,16 @@ class SqlLogIntake:
                 for table in (self._intake, self._decoded, self._parsed):
                     self._store.command(f"DROP TABLE IF EXISTS {table}")
             self._created = False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _row_binary(index: int, payload: bytes) -> bytes:

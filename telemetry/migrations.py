@@ -9,12 +9,17 @@ after it was applied is refused rather than silently diverging from the store.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 
 from .errors import MigrationError, StoreError
 from .store import Store
+
+log = logging.getLogger("watchloop.migrations")
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -73,6 +78,43 @@ def bundled_migrations() -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
+class MigrationLock:
+    """A mutex in the store, for migrations: ``CREATE TABLE`` without ``IF NOT EXISTS`` succeeds
+    in exactly one process, the others wait until the holder drops the table. A lock older than
+    ``stale_after_s`` (its holder died mid-migration) is broken."""
+
+    NAME = "_watchloop_migration_lock"
+
+    def __init__(self, store: Store, *, stale_after_s: float = 120.0, poll_s: float = 0.2,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self._store = store
+        self._stale_after_s = stale_after_s
+        self._poll_s = poll_s
+        self._sleep = sleep
+
+    def __enter__(self) -> MigrationLock:
+        while True:
+            try:
+                self._store.command(f"CREATE TABLE {self.NAME} (holder String) ENGINE = Memory")
+                return self
+            except StoreError as exc:
+                if "TABLE_ALREADY_EXISTS" not in str(exc) and "already exists" not in str(exc):
+                    raise MigrationError(f"cannot take the migration lock: {exc}") from exc
+            age = self._store.scalar(
+                "SELECT dateDiff('second', metadata_modification_time, now()) "
+                "FROM system.tables WHERE database = {db:String} AND name = {name:String}",
+                {"db": self._store.database, "name": self.NAME})
+            if age is not None and age > self._stale_after_s:
+                log.warning("breaking a migration lock held for %ss by a process that is gone",
+                            age)
+                self._store.command(f"DROP TABLE IF EXISTS {self.NAME}")
+                continue
+            self._sleep(self._poll_s)
+
+    def __exit__(self, *exc: object) -> None:
+        self._store.command(f"DROP TABLE IF EXISTS {self.NAME}")
+
+
 class Migrator:
     """Applies pending migrations to a store and reports which are applied."""
 
@@ -88,9 +130,19 @@ class Migrator:
             for m in self._migrations
         ]
 
-    def migrate(self) -> list[Migration]:
-        """Apply every pending migration in order; return those applied (empty if none)."""
+    def migrate(self, *, lock_timeout_s: float = 120.0) -> list[Migration]:
+        """Apply every pending migration in order; return those applied (empty if none).
+
+        Several processes may start at once on one ClickHouse server: the one that takes the
+        migration lock applies what is pending, the others wait for it and then verify.
+        """
         applied = self._applied()
+        if all(m.version in applied for m in self._migrations):
+            return self._apply_pending(applied)  # only verifies the checksums
+        with MigrationLock(self._store, stale_after_s=lock_timeout_s):
+            return self._apply_pending(self._applied())
+
+    def _apply_pending(self, applied: dict[int, tuple[str, object]]) -> list[Migration]:
         done = []
         for migration in self._migrations:
             if migration.version in applied:

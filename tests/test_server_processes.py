@@ -1,0 +1,113 @@
+"""Several Watchloop processes on one ClickHouse server database.
+
+Each process here is a real ``python`` child talking HTTP to the server (chdb-core's listener,
+``watchloop.services.ClickHouseServer``), as separate machines would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import timedelta
+
+from telemetry import open_store
+from telemetry.migrations import bundled_migrations
+from telemetry.rollup import RollupReconciler
+from telemetry.store import PASSWORD_ENV
+
+_MIGRATE = """
+import sys
+from telemetry import Migrator, open_store
+print(len(Migrator(open_store(sys.argv[1])).migrate()))
+"""
+
+_WRITE = """
+import json, sys
+from telemetry import TelemetryWriter, open_store
+store = open_store(sys.argv[1])
+records = json.load(open(sys.argv[3]))
+writer = TelemetryWriter(store)
+result = writer.write_logs(records, sys.argv[2])
+writer.close()
+print(result.accepted)
+"""
+
+
+def _env(server) -> dict[str, str]:
+    return {**os.environ, PASSWORD_ENV: server.password}
+
+
+def _spawn(server, script: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", script, *args], env=_env(server),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(process: subprocess.Popen) -> str:
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err[-3000:]
+    return out.strip()
+
+
+def test_processes_starting_at_once_apply_each_migration_once(clickhouse_server,
+                                                              monkeypatch):
+    url = clickhouse_server.url(f"m_{uuid.uuid4().hex[:10]}")
+    processes = [_spawn(clickhouse_server, _MIGRATE, url) for _ in range(4)]
+    applied = [int(_finish(p)) for p in processes]
+    assert sorted(applied) == [0, 0, 0, len(bundled_migrations())]  # one migrated, all agree
+    monkeypatch.setenv(PASSWORD_ENV, clickhouse_server.password)
+    with open_store(url) as store:
+        rows = store.scalar("SELECT count() FROM schema_migrations")
+        store.command(f"DROP DATABASE `{store.database}`")
+    assert rows == len(bundled_migrations())
+
+
+def test_two_processes_receiving_the_same_records_at_once_count_them_once(
+        clickhouse_server, monkeypatch, tmp_path):
+    url = clickhouse_server.url(f"w_{uuid.uuid4().hex[:10]}")
+    _finish(_spawn(clickhouse_server, _MIGRATE, url))
+    now = time.time()
+    batch = tmp_path / "batch.json"
+    batch.write_text(json.dumps([{"request_id": f"r{i}", "model": "fraud", "version": "1",
+                           "event_time": now - i * 0.1, "latency_ms": 1.0}
+                          for i in range(2000)]))
+    writers = [_spawn(clickhouse_server, _WRITE, url, name, str(batch)) for name in ("a", "b")]
+    accepted = [int(_finish(w)) for w in writers]
+    assert sum(accepted) >= 2000  # both may take a record when they race; the store keeps one
+    monkeypatch.setenv(PASSWORD_ENV, clickhouse_server.password)
+    with open_store(url) as store:
+        RollupReconciler(store).reconcile(store.now() - timedelta(hours=1))
+        logs = store.scalar("SELECT count() FROM inference_logs FINAL")
+        rollup = store.scalar("SELECT sum(requests) FROM inference_rollup_1m")
+        store.command(f"DROP DATABASE `{store.database}`")
+    assert (logs, rollup) == (2000, 2000)
+
+
+def test_a_killed_writers_scratch_tables_are_dropped_on_a_server(clickhouse_server,
+                                                                 monkeypatch):
+    url = clickhouse_server.url(f"s_{uuid.uuid4().hex[:10]}")
+    _finish(_spawn(clickhouse_server, _MIGRATE, url))
+    writer = subprocess.Popen(
+        [sys.executable, "-c", "import json, os, sys, time\n" + _WRITE.split("records =")[0]
+         + "writer = TelemetryWriter(store)\nwriter.write_logs([], 'x')\n"
+         "writer._intake._ensure_tables()\nprint('ready', flush=True)\ntime.sleep(600)",
+         url, "x"], env=_env(clickhouse_server), stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "ready"
+    writer.kill()  # kill -9: its scratch tables stay behind
+    writer.wait(timeout=30)
+    monkeypatch.setenv(PASSWORD_ENV, clickhouse_server.password)
+    scratch = ("SELECT count() FROM system.tables WHERE database = {db:String} "
+               "AND name LIKE '\\\\_%\\\\_logs\\\\_%'")
+    with open_store(url) as store:
+        assert store.scalar(scratch, {"db": store.database}) == 3
+        from telemetry import TelemetryWriter
+
+        next_writer = TelemetryWriter(store)
+        next_writer.write_logs([{"request_id": "a"}], "t")  # the next writer on this host
+        assert store.scalar(scratch, {"db": store.database}) == 3  # its own three only
+        next_writer.close()
+        assert store.scalar(scratch, {"db": store.database}) == 0
+        store.command(f"DROP DATABASE `{store.database}`")
