@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from telemetry import Store, StoreError
+from telemetry.claims import TickClaims
 
 from .detector import DriftMonitor, DriftReport
 from .errors import DriftError
@@ -58,6 +59,7 @@ class MonitorRunner:
         clock: Callable[[], datetime] | None = None,
         profiles: ProfileRepository | None = None,
         writer: ResultWriter | None = None,
+        claims: TickClaims | None = None,
     ) -> None:
         self.settings = settings
         self._store = store
@@ -68,6 +70,7 @@ class MonitorRunner:
         self._quality = QualityMonitor(store, settings.quality)
         self._latency = LatencyMonitor(store, settings.latency)
         self._slo = SLOMonitor(store, settings.slos)
+        self._claims = claims
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last: RunSummary | None = None
@@ -96,13 +99,18 @@ class MonitorRunner:
         return self._thread is not None and self._thread.is_alive()
 
     def _loop(self) -> None:
+        """Run each tick of the schedule (ticks are whole multiples of the interval since the
+        epoch), once across every process sharing the store when ``claims`` is given."""
         interval = self.settings.interval.total_seconds()
         while not self._stop.is_set():
+            now = self._clock()
+            tick = int(now.timestamp() // interval)
             try:
-                self.last = self.run_once(self._clock())
+                if self._claims is None or self._claims.claim(tick):
+                    self.last = self.run_once(now)
             except Exception:  # the schedule must survive any failed run
                 log.exception("monitor run failed")
-            self._stop.wait(interval)
+            self._stop.wait(max(0.0, (tick + 1) * interval - self._clock().timestamp()))
 
     # --- one run ------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 
+from .claims import create_marker
 from .errors import MigrationError, StoreError
 from .store import Store
 
@@ -79,8 +80,8 @@ def bundled_migrations() -> list[Migration]:
 
 
 class MigrationLock:
-    """A mutex in the store, for migrations: ``CREATE TABLE`` without ``IF NOT EXISTS`` succeeds
-    in exactly one process, the others wait until the holder drops the table. A lock older than
+    """A mutex in the store, for migrations: a marker table (``claims.create_marker``) that one
+    process creates, the others waiting until the holder drops it. A lock older than
     ``stale_after_s`` (its holder died mid-migration) is broken."""
 
     NAME = "_watchloop_migration_lock"
@@ -95,11 +96,10 @@ class MigrationLock:
     def __enter__(self) -> MigrationLock:
         while True:
             try:
-                self._store.command(f"CREATE TABLE {self.NAME} (holder String) ENGINE = Memory")
-                return self
+                if create_marker(self._store, self.NAME):
+                    return self
             except StoreError as exc:
-                if "TABLE_ALREADY_EXISTS" not in str(exc) and "already exists" not in str(exc):
-                    raise MigrationError(f"cannot take the migration lock: {exc}") from exc
+                raise MigrationError(f"cannot take the migration lock: {exc}") from exc
             age = self._store.scalar(
                 "SELECT dateDiff('second', metadata_modification_time, now()) "
                 "FROM system.tables WHERE database = {db:String} AND name = {name:String}",

@@ -111,3 +111,77 @@ def test_a_killed_writers_scratch_tables_are_dropped_on_a_server(clickhouse_serv
         next_writer.close()
         assert store.scalar(scratch, {"db": store.database}) == 0
         store.command(f"DROP DATABASE `{store.database}`")
+
+
+def _up(tmp_path, name: str, store_url: str, port: int) -> subprocess.Popen:
+    config = {
+        "data_dir": str(tmp_path / name),
+        "store": {"type": "clickhouse", "url": store_url,
+                  "password": "${WATCHLOOP_CLICKHOUSE_PASSWORD}"},
+        "api": {"port": port},
+        "console": {"enabled": False},
+        "monitors": {"interval": "2s", "latency": {"window": "5m"}},
+    }
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(json.dumps(config))
+    return subprocess.Popen([sys.executable, "-m", "watchloop.cli", "-c", str(path), "up"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ})
+
+
+def test_two_watchloop_processes_on_one_server_database(clickhouse_server, monkeypatch,
+                                                        tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    from tests.helpers import wait_until
+    from watchloop.services.base import free_port
+
+    monkeypatch.setenv(PASSWORD_ENV, clickhouse_server.password)
+    url = clickhouse_server.url(f"up_{uuid.uuid4().hex[:10]}")
+    ports = [free_port(), free_port()]
+    processes = [_up(tmp_path, f"p{i}", url, port) for i, port in enumerate(ports)]
+
+    def ready(port: int) -> bool:
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2).ok
+        except requests.ConnectionError:
+            return False
+
+    try:
+        for process, port in zip(processes, ports, strict=True):
+            wait_until(lambda p=port, pr=process: pr.poll() is None and ready(p), timeout=90)
+        now = time.time()
+        batches = [[{"request_id": f"r{b}-{i}", "model": "fraud", "version": "1",
+                     "event_time": now - i * 0.05, "latency_ms": float(i % 20)}
+                    for i in range(500)] for b in range(6)]
+
+        def post(job: tuple[int, list]) -> int:
+            port, batch = job
+            return requests.post(f"http://127.0.0.1:{port}/v1/logs", json=batch,
+                                 timeout=60).json()["accepted"]
+
+        # Every batch goes to both processes at once.
+        with ThreadPoolExecutor(12) as pool:
+            list(pool.map(post, [(port, batch) for batch in batches for port in ports]))
+        with open_store(url) as store:
+            wait_until(lambda: store.scalar(
+                "SELECT uniqExact(toStartOfInterval(ts, INTERVAL 2 SECOND)) "
+                "FROM monitor_results") >= 3, timeout=60)
+            RollupReconciler(store).reconcile(store.now() - timedelta(hours=1))
+            logs = store.scalar("SELECT count() FROM inference_logs FINAL")
+            rollup = store.scalar("SELECT sum(requests) FROM inference_rollup_1m")
+            migrations = store.scalar("SELECT count() FROM schema_migrations")
+            per_tick = store.scalar(
+                "SELECT max(c) FROM (SELECT count() AS c FROM monitor_results "
+                "GROUP BY monitor, model, model_version, metric, "
+                "intDiv(toUnixTimestamp64Milli(ts), 2000))")
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.communicate(timeout=60)
+    assert (logs, rollup) == (3000, 3000)
+    assert migrations == len(bundled_migrations())
+    assert per_tick == 1  # each tick's result written by one process, not both

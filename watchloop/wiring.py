@@ -19,6 +19,7 @@ from collectors.serving_metrics import (
 )
 from drift import MonitorRunner
 from telemetry import Store, TelemetryWriter
+from telemetry.claims import TickClaims
 from telemetry.rollup import RollupReconciler
 
 from .config import WatchloopConfig
@@ -66,5 +67,7 @@ def build_components(
             store, writer, sources=sources, pollers=pollers,
             settings=config.collectors.runner, health=HealthBoard(registry)))
     if config.monitors is not None:
-        components.append(MonitorRunner(config.monitors, store))
+        # Every process sharing a store may run the monitors; each tick runs in one of them.
+        components.append(MonitorRunner(config.monitors, store,
+                                        claims=TickClaims(store, "monitors")))
     return components
