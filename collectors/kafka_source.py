@@ -32,7 +32,15 @@ class KafkaSourceSettings(BaseModel):
     log_topics: list[str] = Field(default_factory=list)
     label_topics: list[str] = Field(default_factory=list)
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
-    session_timeout_ms: int = 10_000
+    # After a kill -9 the broker waits about this long for the dead member before the
+    # restarted collector gets its partitions (measured on Tansu: 18 s at 10 s, 11 s at 6 s,
+    # 7 s at 3 s). 6 s is the lowest a Kafka broker accepts by default
+    # (group.min.session.timeout.ms).
+    session_timeout_ms: int = 6_000
+    # Static membership (KIP-345): a restarted collector with the same id takes its
+    # partitions back without a rebalance, on brokers that support it (Apache Kafka 2.3+;
+    # Tansu 0.x does not speed up with it). Unique per collector process.
+    group_instance_id: str | None = None
     max_poll_interval_ms: int = 300_000
     fetch_max_wait_ms: int = 100  # how long the broker may hold a fetch: bounds freshness
     max_partition_fetch_bytes: int = 8 * 1024 * 1024
@@ -84,6 +92,8 @@ class KafkaSource:
             "security_protocol": s.security_protocol,
             "client_id": f"watchloop-{s.name}",
         }
+        if s.group_instance_id:
+            options["group_instance_id"] = s.group_instance_id
         if s.sasl_mechanism:
             options.update(sasl_mechanism=s.sasl_mechanism, sasl_plain_username=s.sasl_username,
                            sasl_plain_password=s.password.get_secret_value() if s.password
