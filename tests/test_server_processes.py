@@ -13,8 +13,9 @@ import sys
 import time
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
-from telemetry import open_store
+from telemetry import Migrator, open_store
 from telemetry.migrations import bundled_migrations
 from telemetry.rollup import RollupReconciler
 from telemetry.store import PASSWORD_ENV
@@ -185,3 +186,80 @@ def test_two_watchloop_processes_on_one_server_database(clickhouse_server, monke
     assert (logs, rollup) == (3000, 3000)
     assert migrations == len(bundled_migrations())
     assert per_tick == 1  # each tick's result written by one process, not both
+
+
+_CONSOLE = """
+import sys
+from streamlit.testing.v1 import AppTest
+app = AppTest.from_file(sys.argv[1], default_timeout=60)
+app.run()
+assert not app.exception, [e.message for e in app.exception]
+print({m.label: m.value for m in app.metric}["Inference logs"])
+"""
+
+
+def test_two_collectors_in_one_consumer_group_share_a_topic_into_one_server(
+        clickhouse_server, kafka_broker, monkeypatch, tmp_path):
+    from kafka import KafkaAdminClient, KafkaProducer
+
+    from tests.helpers import wait_until
+    from watchloop.services.base import free_port
+
+    monkeypatch.setenv(PASSWORD_ENV, clickhouse_server.password)
+    url = clickhouse_server.url(f"kc_{uuid.uuid4().hex[:10]}")
+    topic, group = f"logs-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=kafka_broker.bootstrap_servers)
+    admin.create_topics({topic: {"num_partitions": 4, "replication_factor": 1}})
+    admin.close()
+    with open_store(url) as store:
+        Migrator(store).migrate()
+    processes = []
+    for name in ("collector-a", "collector-b"):
+        config = {
+            "data_dir": str(tmp_path / name),
+            "store": {"type": "clickhouse", "url": url,
+                      "password": "${WATCHLOOP_CLICKHOUSE_PASSWORD}"},
+            "api": {"port": free_port()}, "console": {"enabled": False},
+            "collectors": {"runner": {"batch_size": 500, "flush_interval_s": 0.1},
+                           "sources": [{"type": "kafka", "name": name, "group_id": group,
+                                        "bootstrap_servers": kafka_broker.bootstrap_servers,
+                                        "log_topics": [topic]}]},
+        }
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(json.dumps(config))
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "watchloop.cli", "-c", str(path), "up"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ}))
+    producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap_servers, linger_ms=5)
+    now = time.time()
+    for i in range(3000):
+        record = {"request_id": f"k{i}", "model": "fraud", "version": "1",
+                  "event_time": now - i * 0.01, "latency_ms": 1.0}
+        producer.send(topic, json.dumps(record).encode(), partition=i % 4)
+    producer.flush()
+    producer.close()
+    try:
+        with open_store(url) as store:
+            wait_until(lambda: store.query("SELECT count() FROM inference_logs FINAL")
+                       == [(3000,)] or [p.poll() for p in processes if p.poll()], timeout=120)
+            by_source = dict(store.query(
+                "SELECT source, count() FROM inference_logs GROUP BY source"))
+    finally:
+        for process in processes:
+            process.terminate()
+        errors = [process.communicate(timeout=60)[1] for process in processes]
+    assert all(p.returncode == 0 for p in processes), [e[-2000:] for e in errors]
+    # Every record once, whichever collector the group gave its partition to (which one
+    # takes what depends on who joined first; both stored into the same database).
+    assert sum(by_source.values()) == 3000
+    assert set(by_source) <= {"collector-a", "collector-b"}
+
+    # A console in a process of its own reads the same server.
+    app = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+    console = subprocess.run([sys.executable, "-c", _CONSOLE, app], capture_output=True,
+                             text=True, timeout=120,
+                             env={**os.environ, "WATCHLOOP_STORE_URL": url})
+    assert console.returncode == 0, console.stderr[-3000:]
+    assert console.stdout.strip().splitlines()[-1] == "3,000"
+    with open_store(url) as store:
+        store.command(f"DROP DATABASE `{store.database}`")
