@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -263,3 +264,30 @@ def test_two_collectors_in_one_consumer_group_share_a_topic_into_one_server(
     assert console.stdout.strip().splitlines()[-1] == "3,000"
     with open_store(url) as store:
         store.command(f"DROP DATABASE `{store.database}`")
+
+
+def test_watchloop_store_serve_runs_a_server_others_share(tmp_path, monkeypatch):
+    from tests.helpers import wait_until
+    from watchloop.services.base import free_port, http_ready
+
+    port = free_port()
+    monkeypatch.setenv(PASSWORD_ENV, "s3cret-from-env")
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "watchloop.cli", "store", "serve", "--data-dir",
+         str(tmp_path / "ch"), "--port", str(port), "--tcp-port", str(free_port())],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ})
+    try:
+        wait_until(lambda: http_ready(f"http://127.0.0.1:{port}/ping"), timeout=60)
+        with open_store(f"http://watchloop@127.0.0.1:{port}/shared") as store:
+            assert len(Migrator(store).migrate()) == len(bundled_migrations())
+        monkeypatch.setenv(PASSWORD_ENV, "wrong")
+        refused = subprocess.run(
+            [sys.executable, "-m", "watchloop.cli", "store", "status", "--store",
+             f"http://watchloop@127.0.0.1:{port}/shared"], capture_output=True, text=True,
+            timeout=60, env={**os.environ})
+        assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        out, err = serve.communicate(timeout=60)
+    assert serve.returncode == 0, err[-2000:]
+    assert f"http://watchloop@127.0.0.1:{port}/watchloop" in out

@@ -51,7 +51,48 @@ def _parser() -> argparse.ArgumentParser:
     store_commands.add_parser("status", help="show applied and pending migrations and row counts")
     for sub in (*store_commands.choices.values(),):
         sub.add_argument("--store", metavar="URL", help="store URL (overrides the config file)")
+    serve = store_commands.add_parser(
+        "serve", help="run a ClickHouse server (chdb-core's HTTP interface) that several "
+                      "Watchloop processes, clickhouse-client or Grafana can share")
+    serve.add_argument("--data-dir", required=True, help="the server's data directory")
+    serve.add_argument("--host", default="127.0.0.1", help="listen address (%(default)s)")
+    serve.add_argument("--port", type=int, default=8123, help="HTTP port (%(default)s)")
+    serve.add_argument("--tcp-port", type=int, default=9000,
+                       help="native protocol port (%(default)s)")
     return parser
+
+
+def _store_serve(args: argparse.Namespace) -> int:
+    """Serve a store directory over ClickHouse's HTTP interface until interrupted."""
+    import os
+    import signal
+    import threading
+
+    from telemetry.store import PASSWORD_ENV
+
+    from .services import ClickHouseServer
+
+    password = os.environ.get(PASSWORD_ENV)
+    if not password:
+        print(f"watchloop: set {PASSWORD_ENV} to the password clients will log in with "
+              "(user watchloop)", file=sys.stderr)
+        return 2
+    server = ClickHouseServer(Path(args.data_dir).resolve(), http_port=args.port,
+                              tcp_port=args.tcp_port, password=password, host=args.host)
+    server.start()
+    print(f"ClickHouse server on http://{server.address} (data in {server.workdir}); "
+          f"point Watchloop at store URL {server.url()} with {PASSWORD_ENV} set. "
+          "Ctrl-C stops it.", flush=True)
+    stopped = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopped.set())
+    while not stopped.wait(1):
+        if not server.running:
+            print(f"watchloop: the ClickHouse server exited:\n{server.log_tail()}",
+                  file=sys.stderr)
+            return 1
+    server.stop()
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "config":
             return _config_check(args.file or args.config)
+        if args.command == "store" and args.store_command == "serve":
+            return _store_serve(args)
         config = load_config(find_config_file(args.config))
         logging.getLogger().setLevel(config.log_level)
         if args.command == "store":

@@ -12,14 +12,17 @@ tested.
 
 from __future__ import annotations
 
+import secrets
 import sys
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 from watchloop.services.base import ServiceProcess, free_port, http_ready
 
 __all__ = ["ClickHouseServer"]
 
 _HOLD = """
+import secrets
 import sys
 from chdb import _chdb
 _chdb.query(
@@ -51,7 +54,7 @@ _USERS = """<clickhouse>
         </default>
         <watchloop>
             <password>{password}</password>
-            <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+            <networks><ip>::/0</ip></networks>
             <profile>default</profile>
             <quota>default</quota>
             <access_management>1</access_management>
@@ -64,18 +67,22 @@ _USERS = """<clickhouse>
 class ClickHouseServer(ServiceProcess):
     """ClickHouse's HTTP (and native) interface on free loopback ports, served by chdb-core.
 
-    Clients log in as ``watchloop`` with ``password``; pass it to them through
-    ``WATCHLOOP_CLICKHOUSE_PASSWORD``, never in a URL.
+    Clients log in as ``watchloop`` with ``password`` (random unless given); pass it to them
+    through ``WATCHLOOP_CLICKHOUSE_PASSWORD``, never in a URL.
     """
 
     name = "clickhouse"
 
     def __init__(self, workdir: Path, *, http_port: int | None = None,
-                 tcp_port: int | None = None, password: str = "watchloop") -> None:
+                 tcp_port: int | None = None, password: str | None = None,
+                 host: str | None = None) -> None:
         super().__init__(workdir)
+        if host is not None:
+            self.host = host
         self.http_port = http_port or free_port(self.host)
         self.tcp_port = tcp_port or free_port(self.host)
-        self.password = password
+        # A fresh random password unless one is given (from the environment, never code).
+        self.password = password if password is not None else secrets.token_urlsafe(16)
 
     @classmethod
     def available(cls) -> str | None:
@@ -97,7 +104,7 @@ class ClickHouseServer(ServiceProcess):
     def prepare(self) -> None:
         (self.workdir / "config.xml").write_text(_CONFIG.format(
             host=self.host, http_port=self.http_port, tcp_port=self.tcp_port))
-        (self.workdir / "users.xml").write_text(_USERS.format(password=self.password))
+        (self.workdir / "users.xml").write_text(_USERS.format(password=escape(self.password)))
         (self.workdir / "data").mkdir(exist_ok=True)
 
     def command(self) -> list[str]:
