@@ -1,6 +1,11 @@
-"""Inference logs into the store: from Kafka and over HTTP, against a raw chDB insert.
+"""Inference logs into the store: from Kafka and over HTTP, against a raw insert.
 
-    python -m bench.ingest [--rows N] [--per-message K] [--quick]
+    python -m bench.ingest [--rows N] [--per-message K] [--quick] [--store embedded|server]
+
+``--store server`` runs every measurement against a ClickHouse server (chdb-core's HTTP
+listener, ``watchloop.services.ClickHouseServer``) instead of embedded chDB, and adds
+``kafka_processes_rows_per_s``: two ``watchloop up`` collector processes in one consumer group
+sharing a 4-partition topic into the server, with the rows/s of each (``per_process``).
 
 One process, one chDB engine, a real Tansu broker and the real HTTP API on loopback:
 
@@ -331,16 +336,95 @@ def _wait_for_dead_letter(store: Any, source: str) -> None:
         time.sleep(0.05)
 
 
+def bench_kafka_processes(server: Any, broker: KafkaBroker, records: list[dict],
+                          per_message: int, workdir: Any) -> dict[str, float]:
+    """Two collector processes in one group, storing one topic into the server."""
+    import os
+    import subprocess
+    import sys
+
+    from telemetry.store import PASSWORD_ENV
+    from watchloop.services.base import free_port
+
+    topic = "bench-shared"
+    _create_topic(broker, topic, 4)
+    producer = _producer(broker)
+    lines = [json.dumps(r).encode() for r in records]
+    for i in range(0, len(lines), per_message):
+        producer.send(topic, b"\n".join(lines[i:i + per_message]))
+    producer.flush()
+    producer.close()
+    url = server.url()
+    processes = []
+    for name in ("proc-a", "proc-b"):
+        config = {"data_dir": str(workdir / name),
+                  "store": {"type": "clickhouse", "url": url,
+                            "password": "${WATCHLOOP_CLICKHOUSE_PASSWORD}"},
+                  "api": {"port": free_port()}, "console": {"enabled": False},
+                  "collectors": {"runner": {"batch_size": 10_000, "flush_interval_s": 0.5},
+                                 "sources": [{"type": "kafka", "name": name,
+                                              "group_id": "bench-shared",
+                                              "bootstrap_servers": broker.bootstrap_servers,
+                                              "log_topics": [topic]}]}}
+        path = workdir / f"{name}.yaml"
+        path.write_text(json.dumps(config))
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "watchloop.cli", "-c", str(path), "up"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**os.environ, PASSWORD_ENV: server.password}))
+    store = open_store(url, password=server.password)
+    try:
+        first = _wait_for_any(store, ("proc-a", "proc-b"), 1, timeout=180)
+        already = _count_sources(store, ("proc-a", "proc-b"))
+        finished = _wait_for_any(store, ("proc-a", "proc-b"), len(records), timeout=900)
+        per_source = dict(store.query(
+            "SELECT source, count() FROM inference_logs WHERE source IN ('proc-a', 'proc-b') "
+            "GROUP BY source"))
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=60)
+        store.close()
+    elapsed = finished - first
+    return {"total": per_second(len(records) - already, elapsed),
+            **{name: per_second(count, elapsed) for name, count in per_source.items()}}
+
+
+def _count_sources(store: Any, sources: tuple[str, ...]) -> int:
+    return store.scalar("SELECT count() FROM inference_logs WHERE source IN {s:Array(String)}",
+                        {"s": list(sources)})
+
+
+def _wait_for_any(store: Any, sources: tuple[str, ...], expected: int, timeout: float) -> float:
+    deadline = time.monotonic() + timeout
+    while (count := _count_sources(store, sources)) < expected:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {count} of {expected} stored in {timeout}s")
+        time.sleep(0.05)
+    return time.perf_counter()
+
+
 def main() -> None:
     parser = base_parser(__doc__.splitlines()[0], rows=200_000, batch=10_000, quick_rows=20_000)
     parser.add_argument("--per-message", type=int, default=100,
                         help="records per Kafka message (default 100)")
     parser.add_argument("--fresh-rate", type=int, default=2_000)
     parser.add_argument("--fresh-seconds", type=float, default=10.0)
+    parser.add_argument("--store", choices=("embedded", "server"), default="embedded",
+                        help="embedded chDB (default) or a ClickHouse server")
     args = parse_args(parser)
     now_ms = int(time.time() * 1000)
+    processes: dict[str, float] = {}
     with temporary_directory("watchloop-bench-ingest-") as workdir:
-        store = open_store(f"chdb://{workdir / 'store'}")
+        server = None
+        if args.store == "server":
+            from watchloop.services import ClickHouseServer
+
+            server = ClickHouseServer(workdir / "clickhouse").start()
+            store = open_store(server.url(), password=server.password)
+        else:
+            store = open_store(f"chdb://{workdir / 'store'}")
         Migrator(store).migrate()
         broker = KafkaBroker(workdir / "kafka").start()
         try:
@@ -375,10 +459,18 @@ def main() -> None:
                 loader.join(timeout=120)
             log(f"freshness under console and monitor load: p99 "
                 f"{percentile(loaded, 99):.0f} ms")
+            if server is not None:
+                processes = bench_kafka_processes(server, broker, generator.batch(args.rows),
+                                                  args.per_message, workdir)
+                log(f"two collector processes into the server: {processes['total']:,.0f} "
+                    f"rows/s in total, {processes}")
         finally:
             broker.stop()
             store.close()
-    emit_result({
+            if server is not None:
+                server.stop()
+    result: dict[str, Any] = {
+        "store": args.store,
         "rows": args.rows,
         "per_message": args.per_message,
         "kafka_rows_per_s": round(kafka),
@@ -393,7 +485,11 @@ def main() -> None:
         "small_batch_ratio": round(small / http, 3),
         "ack_p99_ms_at_2k": round(percentile(acks, 99), 1),
         "freshness_under_load_p99_ms": round(percentile(loaded, 99), 1),
-    })
+    }
+    if processes:
+        result["kafka_processes_rows_per_s"] = round(processes.pop("total"))
+        result["per_process_rows_per_s"] = {k: round(v) for k, v in processes.items()}
+    emit_result(result)
 
 
 if __name__ == "__main__":
