@@ -92,17 +92,29 @@ class StoreLocation:
         return f"{scheme}://{self.username}@{self.host}:{self.port}/{self.database}"
 
 
+class _NoLock:
+    """Stands in for the lock where the client is safe to share between threads."""
+
+    def acquire(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+
 class Store:
     """A thin layer over one clickhouse-connect client.
 
-    Thread-safe: embedded chDB handles are not safe for concurrent use, so calls are serialised
-    on a lock (ClickHouse itself parallelises each query).
+    Thread-safe. Embedded chDB handles are not safe for concurrent use, so calls on them are
+    serialised on a lock (ClickHouse itself parallelises each query); a server's HTTP client
+    runs calls from several threads at once (it keeps no session), so a slow console query
+    does not hold up ingest.
     """
 
     def __init__(self, client: Any, location: StoreLocation, *, on_close: Any = None) -> None:
         self._client = client
         self.location = location
-        self._lock = threading.RLock()
+        self._lock: Any = threading.RLock() if location.backend == "chdb" else _NoLock()
         self._on_close = on_close
         self._closed = False
 
@@ -184,7 +196,8 @@ class Store:
 
     def close(self) -> None:
         """Close the client; an embedded store flushes and releases its directory lock."""
-        with self._lock:
+        self._lock.acquire()
+        try:
             if self._closed:
                 return
             self._closed = True
@@ -193,6 +206,8 @@ class Store:
             finally:
                 if self._on_close is not None:
                     self._on_close()
+        finally:
+            self._lock.release()
 
     def __enter__(self) -> Store:
         return self
@@ -275,6 +290,8 @@ def _open_server(location: StoreLocation, password: str, create_database: bool) 
             username=location.username,
             password=password,
             secure=location.secure,
+            # No session: a session admits one query at a time, and threads share this client.
+            autogenerate_session_id=False,
         )
         if create_database:
             client.command(f"CREATE DATABASE IF NOT EXISTS `{location.database}`")

@@ -291,3 +291,31 @@ def test_watchloop_store_serve_runs_a_server_others_share(tmp_path, monkeypatch)
         out, err = serve.communicate(timeout=60)
     assert serve.returncode == 0, err[-2000:]
     assert f"http://watchloop@127.0.0.1:{port}/watchloop" in out
+
+
+def test_on_a_server_a_slow_query_does_not_hold_up_ingest(clickhouse_server, monkeypatch):
+    import threading
+
+    from telemetry import TelemetryWriter
+
+    monkeypatch.setenv(PASSWORD_ENV, clickhouse_server.password)
+    url = clickhouse_server.url(f"c_{uuid.uuid4().hex[:10]}")
+    with open_store(url) as store:
+        Migrator(store).migrate()
+        slow_done = threading.Event()
+
+        def slow_console_query() -> None:
+            store.query("SELECT sum(sleepEachRow(1)) FROM numbers(3) SETTINGS max_block_size = 1")
+            slow_done.set()
+
+        console = threading.Thread(target=slow_console_query)
+        console.start()
+        time.sleep(0.3)  # the slow query is running
+        result = TelemetryWriter(store).write_logs(
+            [{"request_id": f"r{i}", "model": "m", "version": "1", "event_time": time.time(),
+              "latency_ms": 1.0} for i in range(100)], "t")
+        stored_while_slow_ran = not slow_done.is_set()
+        console.join(timeout=30)
+        store.command(f"DROP DATABASE `{store.database}`")
+    assert result.accepted == 100
+    assert stored_while_slow_ran  # the batch did not wait for the 3-second query
