@@ -2,11 +2,11 @@
 
 Python touches each raw record only to number it: the batch goes to a scratch table as
 RowBinary (a sequence number and the record's bytes, length-prefixed, so no byte of one
-record can spill into another). One INSERT ... SELECT then decodes each record with
-ClickHouse's JSON functions, applies every rule of ``records.py`` and collects all of a
-record's problems, flags request ids already stored or repeated in the batch, and the accepted
-rows are copied into ``inference_logs``. A record ClickHouse cannot decode at all (not UTF-8,
-not JSON, not an object) comes back as unparsed, for the pydantic model to explain.
+record can spill into another). One INSERT ... SELECT decodes each record's fields with
+ClickHouse's JSON functions, a second applies every rule of ``records.py`` and collects all
+of a record's problems; request ids already stored or repeated in the batch are flagged, and
+the accepted rows are copied into ``inference_logs``. A record ClickHouse cannot decode at all
+(not UTF-8, not JSON, not an object) comes back as unparsed, for the pydantic model to explain.
 
 The rules mirror ``records.InferenceLogRecord``; ``tests/test_ingest_contract.py`` holds the
 two to the same answers with Hypothesis.
@@ -46,7 +46,10 @@ _UNREADABLE = "unreadable"
 # rapidjson, unlike simdjson, reads integers beyond 64 bits as doubles rather than as text,
 # and refuses numbers beyond a double's range, as the pydantic path does.
 _SETTINGS = "SETTINGS allow_simdjson = 0"
+# Rows per scratch-table block: each insert into a Memory table is one block, and blocks are
+# decoded in parallel (one thread each).
 _BLOCK_ROWS = 2_500
+# Scratch tables are named after their host and process (see SqlLogIntake.__init__).
 _HOST = re.sub(r"[^a-z0-9]", "", socket.gethostname().lower())[:32] or "host"
 _WS = "".join({"\t": "\\t", "\n": "\\n", "\r": "\\r", "\f": "\\f", "\v": "\\v"}.get(c, c)
               for c in WHITESPACE)
@@ -283,8 +286,6 @@ class SqlLogIntake:
 
     def write(self, payloads: Sequence[bytes], ingest_ms: int, source: str) -> IntakeResult:
         """Validate and store JSON objects (bytes, one record each)."""
-        # Blocks of a few thousand rows let the parse use every core (one thread per block);
-        # each insert into a Memory table is one block.
         blocks = [b"".join(_row_binary(i, payloads[i])
                            for i in range(start, min(start + _BLOCK_ROWS, len(payloads))))
                   for start in range(0, len(payloads), _BLOCK_ROWS)]
