@@ -317,13 +317,15 @@ class SqlLogIntake:
             f"FROM ({self._parse_sql})",
             self._parameters(ingest_ms, source),
         )
-        # A redelivered record has the same event time: only the batch's range is searched.
+        # A redelivered record has the same event time: only the batch's range is searched,
+        # and only for the batch's ids (the bloom filter on request_id skips the rest).
         duplicates = store.scalar(
             f"WITH (SELECT min(event_time) FROM {self._parsed} WHERE first) AS low, "
             f"(SELECT max(event_time) FROM {self._parsed} WHERE first) AS high "
             f"SELECT groupArray(seq) FROM {self._parsed} WHERE reason = '' AND (NOT first OR "
             "request_id IN (SELECT request_id FROM inference_logs "
-            "WHERE event_time BETWEEN low AND high))")
+            "WHERE event_time BETWEEN low AND high "
+            f"AND request_id IN (SELECT request_id FROM {self._parsed} WHERE first)))")
         store.command(
             f"INSERT INTO inference_logs ({', '.join(LOG_COLUMNS)}) "
             f"SELECT {', '.join(LOG_COLUMNS)} FROM {self._parsed} "
