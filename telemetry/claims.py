@@ -36,7 +36,7 @@ class TickClaims:
     Markers of ticks older than ``keep`` are dropped by whoever claims a newer one.
     """
 
-    def __init__(self, store: Store, job: str, *, keep: int = 3) -> None:
+    def __init__(self, store: Store, job: str, *, keep: int = 10) -> None:
         if not _NAME.match(job):
             raise ValueError(f"job names are identifiers, not {job!r}")
         self._store = store
