@@ -180,3 +180,17 @@ def test_an_unreachable_server_is_named_and_retried_with_backoff():
     message = str(caught.value)
     assert "http://watchloop@127.0.0.1:" in message and "Connection refused" in message
     assert "query_id" not in message
+
+
+def test_a_migration_lock_left_by_a_dead_process_is_broken(store):
+    import time as _time
+
+    from telemetry.claims import create_marker
+    from telemetry.migrations import MigrationLock
+
+    assert create_marker(store, MigrationLock.NAME)  # a process died holding the lock
+    assert not create_marker(store, MigrationLock.NAME)
+    _time.sleep(1.2)
+    with MigrationLock(store, stale_after_s=0.5, poll_s=0.05):
+        assert not create_marker(store, MigrationLock.NAME)  # now ours
+    assert create_marker(store, MigrationLock.NAME)  # released on exit
