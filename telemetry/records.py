@@ -154,8 +154,9 @@ def _version(value: Any) -> str:
     if isinstance(value, str):
         return _identifier(value, MAX_VERSION)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if not math.isfinite(value) or value != math.floor(value) \
-                or abs(value) >= MAX_WHOLE_VERSION:
+        # abs() first: math.isfinite on an int beyond a double raises OverflowError
+        if abs(value) >= MAX_WHOLE_VERSION or not math.isfinite(value) \
+                or value != math.floor(value):
             raise _problem("a number must be a whole number below 1e15")
         return str(int(value))
     raise _problem(f"expected a string or a whole number, got {json_type(value)}")

@@ -283,3 +283,14 @@ def test_concurrent_small_requests_are_written_together_each_answered_for_its_ow
             assert answer["errors"][0]["index"] == 1
     assert store.scalar("SELECT count() FROM inference_logs") == 256
     assert CountingWriter.batches < 256 / 4  # coalesced: far fewer batches than requests
+
+
+@pytest.mark.parametrize("field", ["version", "latency_ms", "event_time", "prediction"])
+def test_a_huge_integer_in_any_numeric_field_is_refused_not_a_500(api, store, field):
+    second = {k: v for k, v in _log(2).items() if k != field}
+    body = "[" + json.dumps(_log(1)) + ", " + json.dumps(second)[:-1] + \
+        f', "{field}": {"9" * 400}}}]'
+    response = _post(api, body)
+    assert response.status_code == 200, response.text
+    assert (response.json()["accepted"], response.json()["rejected"]) == (1, 1)
+    assert field in response.json()["errors"][0]["reason"]
