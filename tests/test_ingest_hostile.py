@@ -294,3 +294,8 @@ def test_a_huge_integer_in_any_numeric_field_is_refused_not_a_500(api, store, fi
     assert response.status_code == 200, response.text
     assert (response.json()["accepted"], response.json()["rejected"]) == (1, 1)
     assert field in response.json()["errors"][0]["reason"]
+
+
+def test_a_corrupt_gzip_body_is_400_with_the_reason(api, store):
+    response = _post(api, b"\x1f\x8b not really gzip", **{"Content-Encoding": "gzip"})
+    assert response.status_code == 400 and "not valid gzip" in response.json()["error"]

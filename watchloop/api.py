@@ -38,6 +38,10 @@ class _UnsupportedEncoding(Exception):
     pass
 
 
+class _CorruptBody(Exception):
+    pass
+
+
 #: Content-Encodings the ingest endpoints decode; anything else is answered with 415.
 ENCODINGS = ("identity", "gzip", "zstd")
 
@@ -108,6 +112,9 @@ def create_app(
             metrics.http_requests.labels(route, "415").inc()
             return JSONResponse({"error": str(exc)}, status_code=415,
                                 headers={"Accept-Encoding": ", ".join(ENCODINGS)})
+        except _CorruptBody as exc:  # nothing readable to dead-letter: the client must resend
+            metrics.http_requests.labels(route, "400").inc()
+            return JSONResponse({"error": str(exc)}, status_code=400)
         records, unparsable = split_records(body, request.headers.get("content-type", ""))
         started = time.perf_counter()
         try:
@@ -175,7 +182,7 @@ def decode_body(body: bytes, encoding: str, limit: int) -> bytes:
             try:
                 body = inflater.decompress(body, limit + 1)
             except zlib.error as exc:
-                raise _UnsupportedEncoding(f"body is not valid gzip: {exc}") from None
+                raise _CorruptBody(f"body is not valid gzip: {exc}") from None
         elif coding == "zstd":
             import zstandard
 
@@ -183,7 +190,7 @@ def decode_body(body: bytes, encoding: str, limit: int) -> bytes:
                 with zstandard.ZstdDecompressor().stream_reader(body) as reader:
                     body = reader.read(limit + 1)
             except zstandard.ZstdError as exc:
-                raise _UnsupportedEncoding(f"body is not valid zstd: {exc}") from None
+                raise _CorruptBody(f"body is not valid zstd: {exc}") from None
         else:
             raise _UnsupportedEncoding(
                 f"Content-Encoding {coding!r} is not supported; use one of "
