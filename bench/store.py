@@ -100,7 +100,7 @@ def writer_columns(records: list[dict[str, Any]], ingest_ms: int) -> dict[str, l
             if isinstance(value, str):
                 categorical[name] = value
             elif value is not None:
-                numeric[name] = float(value)
+                numeric[name] = float(value) + 0.0  # the store reads -0.0 as 0.0
         prediction = record.get("prediction")
         columns["request_id"].append(record["request_id"])
         columns["model"].append(record["model"])
