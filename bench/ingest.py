@@ -131,17 +131,23 @@ def _wait_for(store: Any, source: str, expected: int, timeout: float) -> float:
     return time.perf_counter()
 
 
-def bench_kafka(store: Any, broker: KafkaBroker, records: list[dict], per_message: int,
-                batch: int) -> float:
-    topic = "bench-logs"
-    _create_topic(broker, topic, 3)
+def _produce(broker: KafkaBroker, topic: str, partitions: int, records: list[dict],
+             per_message: int) -> None:
+    """A new topic holding the records as JSON Lines, ``per_message`` to a message."""
+    _create_topic(broker, topic, partitions)
     producer = _producer(broker)
     lines = [json.dumps(r).encode() for r in records]
     for i in range(0, len(lines), per_message):
         producer.send(topic, b"\n".join(lines[i:i + per_message]))
     producer.flush()
     producer.close()
-    log(f"kafka: produced {len(records):,} records in {len(lines) // per_message:,} messages")
+    log(f"{topic}: produced {len(records):,} records in {len(lines) // per_message:,} messages")
+
+
+def bench_kafka(store: Any, broker: KafkaBroker, records: list[dict], per_message: int,
+                batch: int) -> float:
+    topic = "bench-logs"
+    _produce(broker, topic, 3, records, per_message)
     runner = _runner(store, broker, topic,
                      RunnerSettings(batch_size=batch, flush_interval_s=0.5), "kafka")
     runner.start()
@@ -347,13 +353,7 @@ def bench_kafka_processes(server: Any, broker: KafkaBroker, records: list[dict],
     from watchloop.services.base import free_port
 
     topic = "bench-shared"
-    _create_topic(broker, topic, 4)
-    producer = _producer(broker)
-    lines = [json.dumps(r).encode() for r in records]
-    for i in range(0, len(lines), per_message):
-        producer.send(topic, b"\n".join(lines[i:i + per_message]))
-    producer.flush()
-    producer.close()
+    _produce(broker, topic, 4, records, per_message)
     url = server.url()
     processes = []
     for name in ("proc-a", "proc-b"):

@@ -141,9 +141,11 @@ def transport(request) -> Iterator:
 
 
 @contextmanager
-def _running(store, source) -> Iterator[CollectorRunner]:
+def _running(store, source, *, writer: TelemetryWriter | None = None,
+             settings: RunnerSettings = FAST) -> Iterator[CollectorRunner]:
     """The collector runner over one source, started for the block and stopped after it."""
-    runner = CollectorRunner(store, TelemetryWriter(store), sources=[source], settings=FAST)
+    runner = CollectorRunner(store, writer or TelemetryWriter(store), sources=[source],
+                             settings=settings)
     runner.start()
     try:
         yield runner
@@ -306,13 +308,9 @@ def test_a_batch_holds_at_most_batch_size_records(transport, store):
     transport.flush()
     writer = CountingWriter(store)
     settings = RunnerSettings(batch_size=64, flush_interval_s=0.1, health_interval_s=0.5)
-    runner = CollectorRunner(store, writer, sources=[transport.source()], settings=settings)
-    runner.start()
-    try:
+    with _running(store, transport.source(), writer=writer, settings=settings):
         wait_until(lambda: _count(store) == 1000)
         wait_until(lambda: transport.acknowledged() == 10)
-    finally:
-        runner.stop()
     assert max(writer.sizes) <= 64
     assert sum(writer.sizes) == 1000  # nothing read twice along the way
     assert store.scalar("SELECT count() FROM inference_logs") == 1000
@@ -328,13 +326,10 @@ def test_redis_pending_entries_are_read_once_after_a_restart(redis_server, store
     # A collector read everything and died before storing: all 300 are its pending entries.
     client.xreadgroup(transport.group, "collector-1", {transport.stream: ">"}, count=1000)
     settings = RunnerSettings(batch_size=5000, flush_interval_s=1.0, poll_timeout_s=0.05)
-    runner = CollectorRunner(store, TelemetryWriter(store), sources=[transport.source()],
-                             settings=settings)
-    runner.start()
     try:
-        wait_until(lambda: transport.acknowledged() == 300)
+        with _running(store, transport.source(), settings=settings) as runner:
+            wait_until(lambda: transport.acknowledged() == 300)
     finally:
-        runner.stop()
         transport.close()
     health = runner.health.snapshot()[0]
     assert health.duplicates == 0 and health.rows_in == 300
@@ -365,14 +360,9 @@ def test_a_bug_while_storing_a_batch_does_not_end_the_source(transport, store):
     for i in range(20):
         transport.send(json.dumps(_log(f"v{i}")).encode(), key=i)
     transport.flush()
-    runner = CollectorRunner(store, BreaksOnce(store), sources=[transport.source()],
-                             settings=FAST)
-    runner.start()
-    try:
+    with _running(store, transport.source(), writer=BreaksOnce(store)) as runner:
         wait_until(lambda: _count(store) == 20)
         wait_until(lambda: transport.acknowledged() == 20)
-    finally:
-        runner.stop()
     assert runner.health.snapshot()[0].store_retries == 1  # retried, then stored
 
 
