@@ -161,40 +161,47 @@ def bench_kafka(store: Any, broker: KafkaBroker, records: list[dict], per_messag
     return per_second(len(records) - already, finished - first)
 
 
+class _Poster:
+    """The real API over ``store`` on a loopback port, and POSTs to it from many threads
+    (one HTTP session per thread)."""
+
+    def __init__(self, store: Any, *, max_body_bytes: int = 256 * 1024 * 1024) -> None:
+        app = create_app(store, TelemetryWriter(store), ShellMetrics(CollectorRegistry()),
+                         max_body_bytes=max_body_bytes)
+        self.server = ApiServer(app, "127.0.0.1", 0)
+        self.server.start()
+        self._local = threading.local()
+
+    def post(self, body: bytes | str, content_type: str) -> int:
+        """POST a body of logs; the number of records accepted."""
+        session = getattr(self._local, "session", None) or requests.Session()
+        self._local.session = session
+        response = session.post(f"{self.server.url}/v1/logs", data=body, timeout=300,
+                                headers={"Content-Type": content_type})
+        response.raise_for_status()
+        return response.json()["accepted"]
+
+    def rows_per_s(self, bodies: list, content_type: str, clients: int, expected: int,
+                   name: str) -> float:
+        """Post every body from ``clients`` threads; records/s; then stop the server."""
+        started = time.perf_counter()
+        try:
+            with ThreadPoolExecutor(max_workers=clients) as pool:
+                accepted = sum(pool.map(lambda body: self.post(body, content_type), bodies))
+        finally:
+            elapsed = time.perf_counter() - started
+            self.server.stop()
+        if accepted != expected:
+            raise RuntimeError(f"{name}: {accepted} of {expected} accepted")
+        return per_second(expected, elapsed)
+
+
 def bench_http(store: Any, records: list[dict], batch: int) -> float:
-    app = create_app(store, TelemetryWriter(store), ShellMetrics(CollectorRegistry()),
-                     max_body_bytes=256 * 1024 * 1024)
-    server = ApiServer(app, "127.0.0.1", 0)
-    server.start()
     for record in records:
         record["request_id"] = "h" + record["request_id"][1:]
     bodies = ["\n".join(json.dumps(r) for r in records[i:i + batch]).encode()
               for i in range(0, len(records), batch)]
-    session = requests.Session()
-
-    def post(body: bytes) -> int:
-        response = session.post(f"{server.url}/v1/logs", data=body, timeout=300,
-                                headers={"Content-Type": "application/x-ndjson"})
-        response.raise_for_status()
-        return response.json()["accepted"]
-
-    started = time.perf_counter()
-    try:
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            accepted = sum(pool.map(post, bodies))
-    finally:
-        elapsed = time.perf_counter() - started
-        server.stop()
-    if accepted != len(records):
-        raise RuntimeError(f"http: {accepted} of {len(records)} accepted")
-    return per_second(len(records), elapsed)
-
-
-def _serve(store: Any) -> ApiServer:
-    app = create_app(store, TelemetryWriter(store), ShellMetrics(CollectorRegistry()))
-    server = ApiServer(app, "127.0.0.1", 0)
-    server.start()
-    return server
+    return _Poster(store).rows_per_s(bodies, "application/x-ndjson", 2, len(records), "http")
 
 
 def bench_small_requests(store: Any, records: list[dict], clients: int, per_request: int,
@@ -204,33 +211,13 @@ def bench_small_requests(store: Any, records: list[dict], clients: int, per_requ
         record["request_id"] = prefix + record["request_id"][1:]
     bodies = [json.dumps(records[i:i + per_request])
               for i in range(0, len(records), per_request)]
-    server = _serve(store)
-    local = threading.local()
-
-    def post(body: str) -> int:
-        session = getattr(local, "session", None) or requests.Session()
-        local.session = session
-        response = session.post(f"{server.url}/v1/logs", data=body, timeout=300,
-                                headers={"Content-Type": "application/json"})
-        response.raise_for_status()
-        return response.json()["accepted"]
-
-    started = time.perf_counter()
-    try:
-        with ThreadPoolExecutor(max_workers=clients) as pool:
-            accepted = sum(pool.map(post, bodies))
-    finally:
-        elapsed = time.perf_counter() - started
-        server.stop()
-    if accepted != len(records):
-        raise RuntimeError(f"{prefix}: {accepted} of {len(records)} accepted")
-    return per_second(len(records), elapsed)
+    return _Poster(store).rows_per_s(bodies, "application/json", clients, len(records), prefix)
 
 
 def bench_ack_latency(store: Any, generator: LogGenerator, rate: int, per_request: int,
                       seconds: float) -> list[float]:
     """Answer latency (ms) of requests sent on a fixed schedule, from their due time."""
-    server = _serve(store)
+    poster = _Poster(store)
     interval = per_request / rate
     count = int(seconds / interval)
     bodies = []
@@ -239,25 +226,20 @@ def bench_ack_latency(store: Any, generator: LogGenerator, rate: int, per_reques
         for record in batch:
             record["request_id"] = f"a{n}-" + record["request_id"]
         bodies.append(json.dumps(batch))
-    local = threading.local()
     latencies: list[float] = []
     started = time.perf_counter()
 
     def send(n: int) -> None:
         due = started + n * interval
         time.sleep(max(0.0, due - time.perf_counter()))
-        session = getattr(local, "session", None) or requests.Session()
-        local.session = session
-        response = session.post(f"{server.url}/v1/logs", data=bodies[n], timeout=300,
-                                headers={"Content-Type": "application/json"})
-        response.raise_for_status()
+        poster.post(bodies[n], "application/json")
         latencies.append((time.perf_counter() - due) * 1000)
 
     try:
         with ThreadPoolExecutor(max_workers=64) as pool:
             list(pool.map(send, range(count)))
     finally:
-        server.stop()
+        poster.server.stop()
     return latencies
 
 

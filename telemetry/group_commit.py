@@ -18,7 +18,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .ingest import IngestResult, TelemetryWriter
+from .ingest import TelemetryWriter
 
 Kind = Literal["log", "label"]
 
@@ -55,10 +55,6 @@ class GroupCommit:
             self._queues[kind].append(request)
             self._ready.notify_all()
         return request.done
-
-    def write(self, kind: Kind, records: Sequence[Any], source: str) -> IngestResult:
-        """Queue records and wait until they are stored."""
-        return self.submit(kind, records, source).result()
 
     def close(self) -> None:
         """Write what is queued, then stop the threads."""
