@@ -21,6 +21,7 @@ import numpy as np
 
 from telemetry import Store
 
+from .evidence import INSUFFICIENT_DATA, OK, Status, coverage, status_of
 from .histograms import ColumnRef, Histogram, ValueCounts, Window, WindowStatistics
 from .profiles import (
     CategoricalProfile,
@@ -60,25 +61,34 @@ class ColumnDrift:
     """One column's drift by one method.
 
     ``score`` is the statistic (PSI, distance, KS D, chi-square, z); for the tests, drift is
-    decided on ``p_value`` instead. ``primary`` marks the method that decides the column.
+    decided on ``p_value`` instead. ``primary`` marks the method that decides the column. A
+    label column with fewer labels than ``min_labels`` has status ``insufficient_data`` and
+    no score.
     """
 
     column: str
     role: Role
     kind: Kind
     method: str
-    score: float
+    score: float | None
     p_value: float | None
     threshold: float
     drifted: bool
     reference_count: int
     current_count: int
     primary: bool = True
+    status: Status = OK
 
 
 @dataclass(frozen=True)
 class DriftReport:
-    """Drift of a window: per column and method, and the share of drifted features."""
+    """Drift of a window: per column and method, and the share of drifted features.
+
+    ``status`` is ``no_data`` for an empty window and ``insufficient_data`` below
+    ``min_rows`` (``skipped`` then says why, and there are no columns). A feature of the
+    reference absent from every request of the window (``absent``) counts as drifted in the
+    share: a feature pipeline that stopped sending it is the worst drift there is.
+    """
 
     model: str
     version: str
@@ -92,21 +102,25 @@ class DriftReport:
     skipped: str | None = None
     as_of: datetime | None = None
     absent: tuple[str, ...] = ()
+    status: Status = OK
+    coverage: float = 0.0
+    absent_features: int = 0
 
     @property
     def features(self) -> list[ColumnDrift]:
-        """The deciding result of every feature."""
+        """The deciding result of every feature present in the window."""
         return [c for c in self.columns if c.primary and c.role == "feature"]
 
     @property
     def drifted_features(self) -> int:
-        """How many features drifted."""
-        return sum(c.drifted for c in self.features)
+        """How many features drifted, absent ones included."""
+        return sum(c.drifted for c in self.features) + self.absent_features
 
     @property
     def dataset_drifted(self) -> bool:
         """True when the share of drifted features reaches the share threshold."""
-        return bool(self.features) and self.drift_share >= self.share_threshold
+        return (self.status == OK and bool(self.features or self.absent_features)
+                and self.drift_share >= self.share_threshold)
 
     def get(self, column: str, method: str | None = None) -> ColumnDrift:
         """The result for ``column`` by ``method`` (default: its deciding method)."""
@@ -156,26 +170,37 @@ class DriftMonitor:
         [start, end), reading the store as of ``as_of`` (default: now)."""
         settings = settings or self.settings
         window = Window(profile.model, profile.version, start, end, as_of)
-        rows = self._stats.row_count(window)
-        report = DriftReport(profile.model, profile.version, start, end, profile.profile_id,
-                             rows, share_threshold=settings.drift_share, as_of=as_of)
-        if rows < settings.min_rows:
-            return _skipped(report, f"{rows} requests in the window, "
-                                    f"fewer than {settings.min_rows}")
+        rows, first = self._stats.extent(window)
+        covered = coverage(start, end, first)
+        status = status_of(rows, settings.min_rows)
+        if status != OK:
+            return DriftReport(
+                profile.model, profile.version, start, end, profile.profile_id, rows,
+                share_threshold=settings.drift_share, as_of=as_of, status=status,
+                coverage=covered,
+                skipped=f"{rows} requests in the window, fewer than {settings.min_rows}")
         columns = self._columns(profile, settings)
         self._fetch(window, columns)
         self._fetch_new_values(window, columns)
+        unlabelled = [c for c in columns
+                      if c.ref.role == "label" and _current_count(c) < settings.min_labels]
+        columns = [c for c in columns if c not in unlabelled]
         absent = tuple(c.ref.name for c in columns if _current_count(c) == 0)
+        absent_features = sum(c.ref.role == "feature" for c in columns
+                              if _current_count(c) == 0)
         columns = [c for c in columns if _current_count(c) > 0]
         for column in columns:
             column.methods = self._methods(column, settings)
         self._fetch_sturges(window, columns)
         results = [r for column in columns for r in self._results(column, settings)]
+        results += [_insufficient_labels(c, settings) for c in unlabelled]
         features = [r for r in results if r.primary and r.role == "feature"]
-        share = sum(r.drifted for r in features) / len(features) if features else 0.0
+        evaluated = len(features) + absent_features
+        drifted = sum(r.drifted for r in features) + absent_features
+        share = drifted / evaluated if evaluated else 0.0
         return DriftReport(profile.model, profile.version, start, end, profile.profile_id, rows,
                            tuple(results), share, settings.drift_share, as_of=as_of,
-                           absent=absent)
+                           absent=absent, coverage=covered, absent_features=absent_features)
 
     # --- which columns, which data ------------------------------------------------------------
 
@@ -281,10 +306,13 @@ class DriftMonitor:
         return methods
 
 
-def _skipped(report: DriftReport, reason: str) -> DriftReport:
-    return DriftReport(report.model, report.version, report.window_start, report.window_end,
-                       report.profile_id, report.rows, share_threshold=report.share_threshold,
-                       skipped=reason, as_of=report.as_of)
+def _insufficient_labels(column: _Column, settings: DriftSettings) -> ColumnDrift:
+    """Label drift before ``min_labels`` labels arrived: the count, never a score."""
+    ref = column.ref
+    method = column.settings.method or settings.method
+    return ColumnDrift(ref.name, ref.role, ref.kind, method, None, None,
+                       settings.threshold(method, column.settings) if method != "auto" else 0.0,
+                       False, ref.count, _current_count(column), status=INSUFFICIENT_DATA)
 
 
 def _current_count(column: _Column) -> int:

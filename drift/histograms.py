@@ -250,8 +250,14 @@ class WindowStatistics:
 
     def row_count(self, window: Window) -> int:
         """How many requests the window holds."""
-        return int(self._store.scalar(f"SELECT count() FROM ({window.logs_sql()})",
-                                      window.params()) or 0)
+        return self.extent(window)[0]
+
+    def extent(self, window: Window) -> tuple[int, datetime | None]:
+        """How many requests the window holds, and the event time of its first one."""
+        rows, first = self._store.query(
+            f"SELECT count(), if(count() = 0, NULL, min(event_time)) FROM ({window.logs_sql()})",
+            window.params())[0]
+        return int(rows), first
 
     def _value_counts(
         self, window: Window, columns: Sequence[ColumnRef], limit: int

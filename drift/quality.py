@@ -6,8 +6,10 @@ count. ClickHouse returns a confusion matrix (a few rows), ROC AUC (``arrayAUC``
 for classifiers, or the error moments for regressors; Python only divides.
 
 Metrics follow scikit-learn's definitions: precision/recall/F1 of the positive class (or their
-macro average over the classes seen), undefined ratios reported as 0 as sklearn's
-``zero_division`` default does, log loss with probabilities clipped to [eps, 1 - eps].
+macro average over the classes seen), log loss with probabilities clipped to [eps, 1 - eps].
+An undefined ratio (precision with no positive prediction, recall with no positive label) is
+None, as sklearn's ``zero_division=np.nan`` gives, and a macro average leaves it out; fewer
+labels than ``min_labels`` give ``insufficient_data`` with the counts and no metric at all.
 """
 
 from __future__ import annotations
@@ -21,10 +23,17 @@ import numpy as np
 
 from telemetry import Store
 
+from .evidence import INSUFFICIENT_DATA, NO_DATA, OK, Status, coverage, ratio
 from .histograms import Window
 from .settings import QualitySettings
 
 _EPS = float(np.finfo(np.float64).eps)
+#: The metrics of each task: written as NULL when the result is not ``ok``, so that the
+#: newest value of a metric is never one from an older window.
+METRICS = {
+    "classification": ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"),
+    "regression": ("mae", "rmse", "mean_error"),
+}
 
 
 @dataclass(frozen=True)
@@ -38,14 +47,16 @@ class QualityReport:
     task: str
     requests: int
     labelled: int
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float | None] = field(default_factory=dict)
     as_of: datetime | None = None
     skipped: str | None = None
+    status: Status = OK
+    coverage: float = 0.0
 
     @property
-    def label_coverage(self) -> float:
-        """The share of the window's predictions that have a label."""
-        return self.labelled / self.requests if self.requests else 0.0
+    def label_coverage(self) -> float | None:
+        """The share of the window's predictions that have a label (None without any)."""
+        return ratio(self.labelled, self.requests)
 
 
 class QualityMonitor:
@@ -72,27 +83,33 @@ class QualityMonitor:
         window = Window(model, str(version), start, end, as_of)
         params = {**window.params(), "pos": settings.positive_label}
         joined = f"SELECT * FROM ({window.labels_sql()}) WHERE status = 'ok'"
-        requests, labelled, classes, text_labels, class_predictions = self._store.query(
+        requests, first, labelled, classes, text_labels, class_predictions = self._store.query(
             "SELECT (SELECT count() FROM (" + window.logs_sql() + ") WHERE status = 'ok'), "
+            "(SELECT if(count() = 0, NULL, min(event_time)) FROM (" + window.logs_sql() + ")), "
             "count(), uniqExact(label), countIf(label_value IS NULL), "
             f"countIf(prediction_label != '') FROM ({joined})", params)[0]
         task = settings.task
         if task == "auto":
             task = ("classification" if class_predictions or text_labels or classes <= 2
                     else "regression")
-        report = QualityReport(model, str(version), start, end, task, int(requests),
-                               int(labelled), as_of=as_of)
-        if labelled < settings.min_labels:
-            return _skipped(report, f"{labelled} labelled predictions, fewer than "
-                                    f"{settings.min_labels}")
+        requests, labelled = int(requests), int(labelled)
+        covered = coverage(start, end, first)
+        # requests without labels (yet) are not "no data": their labels are still to come
+        status = (NO_DATA if not requests
+                  else INSUFFICIENT_DATA if labelled < settings.min_labels else OK)
+        if status != OK:
+            return QualityReport(
+                model, str(version), start, end, task, requests, labelled, as_of=as_of,
+                status=status, coverage=covered,
+                skipped=f"{labelled} labelled predictions, fewer than {settings.min_labels}")
         if task == "regression":
             metrics = self._regression(joined, params)
         else:
             metrics = self._classification(joined, params, settings)
-        return QualityReport(model, str(version), start, end, task, int(requests),
-                             int(labelled), metrics, as_of)
+        return QualityReport(model, str(version), start, end, task, requests, labelled,
+                             metrics, as_of, coverage=covered)
 
-    def _regression(self, joined: str, params: dict[str, Any]) -> dict[str, float]:
+    def _regression(self, joined: str, params: dict[str, Any]) -> dict[str, float | None]:
         n, mae, mse, bias = self._store.query(
             "SELECT count(), avg(abs(e)), avg(e * e), avg(e) FROM ("
             "SELECT assumeNotNull(prediction) - assumeNotNull(label_value) AS e "
@@ -105,7 +122,7 @@ class QualityMonitor:
 
     def _classification(
         self, joined: str, params: dict[str, Any], settings: QualitySettings
-    ) -> dict[str, float]:
+    ) -> dict[str, float | None]:
         params = {**params, "thr": settings.decision_threshold}
         positive = ("(label = {pos:String} OR (label_value IS NOT NULL "
                     "AND label_value = toFloat64OrNull({pos:String})))")
@@ -139,13 +156,15 @@ class QualityMonitor:
         return metrics
 
 
-def _confusion_metrics(cells: list[tuple], average: str) -> dict[str, float]:
-    """Accuracy and precision/recall/F1 from (actual, predicted, count) cells."""
+def _confusion_metrics(cells: list[tuple], average: str) -> dict[str, float | None]:
+    """Accuracy and precision/recall/F1 from (actual, predicted, count) cells; a ratio with
+    a zero denominator is None, and left out of a macro average."""
     total = sum(int(n) for _, _, n in cells)
     if not total:
         return {}
     correct = sum(int(n) for a, p, n in cells if a == p)
-    metrics = {"accuracy": correct / total, "labelled_predictions": float(total)}
+    metrics: dict[str, float | None] = {"accuracy": correct / total,
+                                        "labelled_predictions": float(total)}
     if average == "binary":
         classes = ["1"]
     else:
@@ -155,19 +174,15 @@ def _confusion_metrics(cells: list[tuple], average: str) -> dict[str, float]:
         tp = sum(int(n) for a, p, n in cells if a == cls and p == cls)
         predicted = sum(int(n) for _, p, n in cells if p == cls)
         actual = sum(int(n) for a, _, n in cells if a == cls)
-        precision = tp / predicted if predicted else 0.0
-        recall = tp / actual if actual else 0.0
-        f1 = 2 * tp / (predicted + actual) if predicted + actual else 0.0
-        precisions.append(precision)
-        recalls.append(recall)
-        f1s.append(f1)
-    metrics["precision"] = float(np.mean(precisions))
-    metrics["recall"] = float(np.mean(recalls))
-    metrics["f1"] = float(np.mean(f1s))
+        precisions.append(ratio(tp, predicted))
+        recalls.append(ratio(tp, actual))
+        f1s.append(ratio(2 * tp, predicted + actual))
+    metrics["precision"] = _mean_defined(precisions)
+    metrics["recall"] = _mean_defined(recalls)
+    metrics["f1"] = _mean_defined(f1s)
     return metrics
 
 
-def _skipped(report: QualityReport, reason: str) -> QualityReport:
-    return QualityReport(report.model, report.version, report.window_start, report.window_end,
-                         report.task, report.requests, report.labelled, as_of=report.as_of,
-                         skipped=reason)
+def _mean_defined(values: list[float | None]) -> float | None:
+    defined = [v for v in values if v is not None]
+    return float(np.mean(defined)) if defined else None

@@ -30,7 +30,8 @@ def latest_drift(
     pit = PointInTime(as_of)
     source = pit.source("drift_results")
     return store.query_dicts(
-        "SELECT feature, kind, method, score, threshold, drifted, p_value, ts, window_start, "
+        "SELECT feature, kind, method, score, threshold, drifted, p_value, status, window_rows, "
+        "sample_size, coverage, ts, window_start, "
         f"window_end FROM {source} WHERE model = {{m:String}} AND model_version = {{v:String}} "
         f"AND ts = (SELECT max(ts) FROM {source} WHERE model = {{m:String}} "
         "AND model_version = {v:String}) ORDER BY feature = {ds:String} DESC, feature, method",
@@ -41,7 +42,7 @@ def latest_drift(
 def drift_history(store: Store, model: str, version: str, since: datetime) -> list[dict]:
     """Deciding drift scores per column over time, and the share of drifted features."""
     return store.query_dicts(
-        "SELECT ts, feature, method, score, threshold, drifted FROM drift_results "
+        "SELECT ts, feature, method, score, threshold, drifted, status FROM drift_results "
         "WHERE model = {m:String} AND model_version = {v:String} AND ts >= {since:DateTime64(3)} "
         "AND NOT endsWith(method, ':extra') ORDER BY ts, feature",
         {"m": model, "v": str(version), "since": since},
@@ -53,7 +54,8 @@ def metric_history(
 ) -> list[dict]:
     """A monitor's metrics over time (quality, latency or slo), with their labels."""
     return store.query_dicts(
-        "SELECT ts, metric, value, labels FROM monitor_results WHERE monitor = {mon:String} "
+        "SELECT ts, metric, value, labels, status, sample_size, coverage FROM monitor_results "
+        "WHERE monitor = {mon:String} "
         "AND model = {m:String} AND model_version = {v:String} AND ts >= {since:DateTime64(3)} "
         "ORDER BY ts, metric",
         {"mon": monitor, "m": model, "v": str(version), "since": since},
@@ -65,7 +67,9 @@ def latest_slos(store: Store, model: str, version: str) -> list[dict]:
     return store.query_dicts(
         "SELECT labels['slo'] AS slo, metric, labels['window'] AS window, "
         "labels['severity'] AS severity, labels['long'] AS long, labels['short'] AS short, "
-        "argMax(value, ts) AS latest, max(ts) AS evaluated_at FROM monitor_results "
+        "argMax(tuple(value), ts).1 AS latest, argMax(status, ts) AS status, "
+        "argMax(tuple(coverage), ts).1 AS coverage, argMax(sample_size, ts) AS requests, "
+        "max(ts) AS evaluated_at FROM monitor_results "
         "WHERE monitor = 'slo' AND model = {m:String} AND model_version = {v:String} "
         "GROUP BY slo, metric, window, severity, long, short ORDER BY slo, metric, window",
         {"m": model, "v": str(version)},

@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from telemetry import Store, StoreError
 from telemetry.claims import TickClaims
@@ -29,6 +29,8 @@ from .settings import MonitorSettings
 from .slo import LatencyMonitor, SLOMonitor, SLOStatus, TrafficStats, floor_minute
 
 log = logging.getLogger("watchloop.drift")
+#: How far back the runner looks for versions whose newest result still shows data.
+_RESULT_LOOKBACK = timedelta(days=7)
 
 
 @dataclass
@@ -141,11 +143,21 @@ class MonitorRunner:
             + [b.long for slo in self.settings.slos for b in slo.burn_windows]
         )
         end = floor_minute(now)
+        # A version whose traffic left every window is evaluated once more, so that its
+        # newest results say no_data rather than leaving the last old ones standing.
+        newest_has_data = ("SELECT model, model_version FROM {table} "
+                           "WHERE ts >= {since:DateTime64(3, 'UTC')} "
+                           "AND ts <= {now:DateTime64(3, 'UTC')} GROUP BY model, model_version "
+                           "HAVING argMax(status != 'no_data', (ts, status != 'no_data'))")
         rows = self._store.query(
-            "SELECT DISTINCT model, model_version FROM inference_rollup_1m "
+            "SELECT DISTINCT model, model_version FROM ("
+            "SELECT model, model_version FROM inference_rollup_1m "
             "WHERE minute >= {start:DateTime('UTC')} AND minute <= {end:DateTime('UTC')} "
+            f"UNION ALL {newest_has_data.replace('{table}', 'monitor_results')} "
+            f"UNION ALL {newest_has_data.replace('{table}', 'drift_results')}) "
             "ORDER BY model, model_version",
-            {"start": end - lookback, "end": end},
+            {"start": end - lookback, "end": end, "now": now,
+             "since": now - max(lookback, _RESULT_LOOKBACK)},
         )
         return [(str(m), str(v)) for m, v in rows]
 
@@ -161,10 +173,13 @@ class MonitorRunner:
                 _, _, latency = self.settings.for_model(model)
                 if not latency.enabled:
                     continue
-                for stats in by_window[latency.window]:
-                    if (stats.model, stats.version) == (model, version):
-                        summary.traffic.append(stats)
-                        summary.rows_written += self._writer.write_traffic(stats, now)
+                found = {(s.model, s.version): s for s in by_window[latency.window]}
+                end = floor_minute(now)
+                # active in a longer window but not this one: written as no_data
+                stats = found.get((model, version)) or TrafficStats.empty(
+                    model, version, end - latency.window, end)
+                summary.traffic.append(stats)
+                summary.rows_written += self._writer.write_traffic(stats, now)
 
         self._guard(summary, "traffic", run)
 
@@ -187,7 +202,6 @@ class MonitorRunner:
                                       settings=drift)
         if report.skipped:
             summary.skipped.append(f"drift {model}/{version}: {report.skipped}")
-            return
         summary.drift.append(report)
         summary.rows_written += self._writer.write_drift(report, now)
 
@@ -201,7 +215,6 @@ class MonitorRunner:
                                         settings=quality)
         if report.skipped:
             summary.skipped.append(f"quality {model}/{version}: {report.skipped}")
-            return
         summary.quality.append(report)
         summary.rows_written += self._writer.write_quality(report, now)
 

@@ -12,11 +12,13 @@ Shape (YAML, every key optional)::
         also: [psi]             # more methods computed and stored for every column
         thresholds: {psi: 0.2}  # overrides of DEFAULT_THRESHOLDS
         drift_share: 0.5
-        min_rows: 100
+        min_rows: 100           # fewer requests in the window: insufficient_data, no score
+        min_labels: 30          # fewer labels joined: label drift is insufficient_data
         features: {amount: {method: psi, threshold: 0.25}, session_id: {enabled: false}}
         prediction: {}          # same keys as a feature
         label: {}
-      quality: {window: 24h, task: auto, positive_label: "1", decision_threshold: 0.5}
+      quality: {window: 24h, task: auto, positive_label: "1", decision_threshold: 0.5,
+                min_labels: 30}         # fewer labels joined: insufficient_data, no metrics
       latency: {window: 5m}
       slos:
         - {name: fraud-latency, model: fraud, kind: latency, objective: 0.99, threshold_ms: 50}
@@ -105,6 +107,7 @@ class DriftSettings(_Settings):
     thresholds: dict[Method, float] = Field(default_factory=dict)
     drift_share: float = Field(default=0.5, gt=0, le=1)
     min_rows: int = Field(default=100, ge=1)
+    min_labels: int = Field(default=30, ge=1)
     features: dict[str, ColumnDriftSettings] = Field(default_factory=dict)
     prediction: ColumnDriftSettings = ColumnDriftSettings()
     label: ColumnDriftSettings = ColumnDriftSettings()
@@ -136,7 +139,7 @@ class QualitySettings(_Settings):
     positive_label: str = "1"
     decision_threshold: float = Field(default=0.5, ge=0, le=1)
     average: Literal["binary", "macro"] = "binary"
-    min_labels: int = Field(default=1, ge=1)
+    min_labels: int = Field(default=30, ge=1)
 
 
 class LatencySettings(_Settings):

@@ -10,6 +10,10 @@ Windows are whole minutes: a window of length W evaluated at ``now`` covers the 
   keeps quantiles, which cannot say how many requests exceeded an arbitrary threshold).
   Burn rate = bad fraction / (1 - objective); a multiwindow alert fires when both its long
   and its short window burn faster than its factor (Google SRE workbook, chapter 5).
+
+Every window states its evidence: the requests it held and its ``coverage``, the share of
+the window from its first request to its end (a 3-day window over 8 minutes of data covers
+0.002 of it). Without requests, a rate or a quantile is undefined: None, never 0.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from datetime import datetime, timedelta
 from telemetry import PointInTime, Store
 from telemetry.records import utc
 
+from .evidence import NO_DATA, OK, Status, coverage, ratio
 from .settings import LatencySettings, SLOSettings
 
 
@@ -48,17 +53,28 @@ class TrafficStats:
     window_end: datetime
     requests: int
     errors: int
-    latency_mean_ms: float
-    latency_max_ms: float
-    p50_ms: float
-    p90_ms: float
-    p95_ms: float
-    p99_ms: float
+    latency_mean_ms: float | None
+    latency_max_ms: float | None
+    p50_ms: float | None
+    p90_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    coverage: float = 0.0
+
+    @classmethod
+    def empty(cls, model: str, version: str, start: datetime, end: datetime) -> TrafficStats:
+        """A window without requests: every rate and quantile undefined."""
+        return cls(model, version, start, end, 0, 0, None, None, None, None, None, None)
 
     @property
-    def error_rate(self) -> float:
-        """Errors per request (0 without traffic)."""
-        return self.errors / self.requests if self.requests else 0.0
+    def status(self) -> Status:
+        """``no_data`` without requests."""
+        return OK if self.requests else NO_DATA
+
+    @property
+    def error_rate(self) -> float | None:
+        """Errors per request (None without traffic)."""
+        return ratio(self.errors, self.requests)
 
     @property
     def throughput_rps(self) -> float:
@@ -66,7 +82,7 @@ class TrafficStats:
         seconds = (self.window_end - self.window_start).total_seconds()
         return self.requests / seconds if seconds > 0 else 0.0
 
-    def metrics(self) -> dict[str, float]:
+    def metrics(self) -> dict[str, float | None]:
         """Every number, keyed as written to monitor_results."""
         return {
             "requests": float(self.requests), "errors": float(self.errors),
@@ -94,7 +110,8 @@ class LatencyMonitor:
         start = end - (window or self.settings.window)
         rows = self._store.query(
             "SELECT model, model_version, sum(requests), sum(errors), sum(latency_sum_ms), "
-            "max(latency_max_ms), quantilesMerge(0.5, 0.9, 0.95, 0.99)(latency_quantiles) "
+            "max(latency_max_ms), quantilesMerge(0.5, 0.9, 0.95, 0.99)(latency_quantiles), "
+            "min(minute) "
             "FROM inference_rollup_1m "
             "WHERE minute >= {start:DateTime('UTC')} AND minute < {end:DateTime('UTC')} "
             "AND ({m:String} = '' OR model = {m:String}) "
@@ -103,9 +120,10 @@ class LatencyMonitor:
             {"start": start, "end": end, "m": model or "", "v": version or ""},
         )
         return [
-            TrafficStats(m, v, start, end, int(n), int(e), float(total) / n if n else 0.0,
-                         float(peak), *(float(x) for x in q))
-            for m, v, n, e, total, peak, q in rows
+            TrafficStats(m, v, start, end, int(n), int(e), ratio(float(total), n),
+                         float(peak), *(float(x) for x in q),
+                         coverage=coverage(start, end, first))
+            for m, v, n, e, total, peak, q, first in rows
         ]
 
 
@@ -116,12 +134,18 @@ class BurnRate:
     window: timedelta
     requests: int
     bad: int
-    burn_rate: float
+    burn_rate: float | None
+    coverage: float = 0.0
 
     @property
-    def bad_fraction(self) -> float:
-        """Bad events per event (0 without traffic)."""
-        return self.bad / self.requests if self.requests else 0.0
+    def status(self) -> Status:
+        """``no_data`` without requests."""
+        return OK if self.requests else NO_DATA
+
+    @property
+    def bad_fraction(self) -> float | None:
+        """Bad events per event (None without traffic)."""
+        return ratio(self.bad, self.requests)
 
 
 @dataclass(frozen=True)
@@ -132,13 +156,14 @@ class BurnAlert:
     long: timedelta
     short: timedelta
     factor: float
-    long_burn: float
-    short_burn: float
+    long_burn: float | None
+    short_burn: float | None
 
     @property
     def firing(self) -> bool:
-        """Both windows burn faster than the factor."""
-        return self.long_burn > self.factor and self.short_burn > self.factor
+        """Both windows burn faster than the factor (never without traffic in both)."""
+        return (self.long_burn is not None and self.short_burn is not None
+                and self.long_burn > self.factor and self.short_burn > self.factor)
 
 
 @dataclass(frozen=True)
@@ -154,9 +179,11 @@ class SLOStatus:
     period: BurnRate
 
     @property
-    def budget_remaining(self) -> float:
-        """The share of the period's error budget left (negative when overspent)."""
-        return 1.0 - self.period.burn_rate
+    def budget_remaining(self) -> float | None:
+        """The share of the period's error budget left (negative when overspent; None
+        without traffic in the period)."""
+        burn = self.period.burn_rate
+        return None if burn is None else 1.0 - burn
 
     def burn(self, window: timedelta) -> BurnRate:
         """The burn rate over ``window``."""
@@ -183,8 +210,11 @@ class SLOMonitor:
         windows = sorted(burn_windows | {slo.period})
         counts = self._counts(slo, model, version, end, windows, as_of)
         budget = 1.0 - slo.objective
-        rates = {w: BurnRate(w, n, bad, (bad / n) / budget if n else 0.0)
-                 for w, (n, bad) in zip(windows, counts, strict=True)}
+        rates = {}
+        for w, (n, bad, first) in zip(windows, counts, strict=True):
+            fraction = ratio(bad, n)
+            rates[w] = BurnRate(w, n, bad, None if fraction is None else fraction / budget,
+                                coverage(end - w, end, first))
         alerts = tuple(
             BurnAlert(b.severity, b.long, b.short, b.factor, rates[b.long].burn_rate,
                       rates[b.short].burn_rate)
@@ -196,7 +226,7 @@ class SLOMonitor:
     def _counts(
         self, slo: SLOSettings, model: str, version: str, end: datetime,
         windows: list[timedelta], as_of: datetime | None,
-    ) -> list[tuple[int, int]]:
+    ) -> list[tuple[int, int, datetime | None]]:
         params: dict[str, object] = {"m": model, "v": str(version), "end": end,
                                      "start": end - max(windows)}
         if slo.kind == "availability":
@@ -215,10 +245,11 @@ class SLOMonitor:
         for i, window in enumerate(windows):
             params[f"w{i}"] = end - window
             since = f"{time_col} >= {{w{i}:{time_type}}}"
+            first = f"if(countIf({since}) = 0, NULL, minIf({time_col}, {since}))"
             if slo.kind == "availability":
-                parts.append(f"sumIf({total}, {since}), sumIf({bad}, {since})")
+                parts.append(f"sumIf({total}, {since}), sumIf({bad}, {since}), {first}")
             else:
-                parts.append(f"countIf({since}), countIf({since} AND {bad})")
+                parts.append(f"countIf({since}), countIf({since} AND {bad}), {first}")
         row = self._store.query(
             f"SELECT {', '.join(parts)} FROM {source} "
             "WHERE model = {m:String} AND model_version = {v:String} "
@@ -226,4 +257,5 @@ class SLOMonitor:
             f"{where}",
             params,
         )[0]
-        return [(int(row[2 * i]), int(row[2 * i + 1])) for i in range(len(windows))]
+        return [(int(row[3 * i]), int(row[3 * i + 1]), row[3 * i + 2])
+                for i in range(len(windows))]

@@ -51,6 +51,6 @@ def test_the_page_shows_drift_quality_and_traffic(console_store, tmp_path):
     assert metrics["Drifted features"] == "100%" and metrics["Dataset drift"] == "yes"
     table = app.dataframe[0].value.set_index("feature")
     assert bool(table.loc["amount", "drifted"]) and table.loc["amount", "method"] == "wasserstein"
-    assert any("labels have not arrived" in i.value for i in app.info)
+    assert any("Insufficient data: 0 labels joined" in w.value for w in app.warning)
     slos = app.dataframe[1].value
     assert set(slos.slo) == {"avail"}

@@ -114,11 +114,12 @@ def test_latency_burn_rates_count_successful_requests_over_the_threshold(store):
     assert fast.short_burn > 14.4 and fast.long_burn < 14.4 and not fast.firing
 
 
-def test_no_traffic_burns_no_budget(store):
+def test_no_traffic_leaves_burn_rates_undefined(store):
     slo = SLOSettings(name="quiet", kind="availability", objective=0.99)
     status = SLOMonitor(store).evaluate(slo, "fraud", "7", NOW)
-    assert all(r.burn_rate == 0 and r.requests == 0 for r in status.burn_rates)
-    assert not any(a.firing for a in status.alerts) and status.budget_remaining == 1
+    assert all(r.burn_rate is None and r.requests == 0 and r.status == "no_data"
+               and r.coverage == 0 for r in status.burn_rates)
+    assert not any(a.firing for a in status.alerts) and status.budget_remaining is None
 
 
 def test_traffic_stats_come_from_the_rollup(store):

@@ -8,6 +8,8 @@ import streamlit as st
 
 from dashboard import data, widgets
 
+_STATUS = {"insufficient_data": "Insufficient data", "no_data": "No data"}
+
 
 def _line(frame: pd.DataFrame, y: str, color: str | None = None) -> None:
     figure = px.line(frame, x="ts", y=y, color=color, markers=True)
@@ -32,15 +34,19 @@ def main() -> None:
     latest = data.latest_drift(model, version)
     if latest.empty:
         st.info("No drift results for this version (no reference profile, or too few rows).")
+    elif (dataset := latest[latest.feature == "__dataset__"].iloc[0]).status != "ok":
+        st.warning(f"{_STATUS[dataset.status]}: {dataset.window_rows:,} requests in the "
+                   "newest window; drift is scored from the monitors' `min_rows` on.")
     else:
-        dataset = latest[latest.feature == "__dataset__"].iloc[0]
-        col1, col2 = st.columns(2)
+        col1, col2, col3 = st.columns(3)
         col1.metric("Drifted features", f"{dataset.score:.0%}",
                     help=f"Dataset drift when at least {dataset.threshold:.0%} drift")
         col2.metric("Dataset drift", "yes" if dataset.drifted else "no")
+        col3.metric("Requests in window", f"{dataset.window_rows:,}")
         columns = latest[latest.feature != "__dataset__"]
         st.dataframe(columns[["feature", "kind", "method", "score", "threshold", "p_value",
-                              "drifted"]], hide_index=True, width="stretch")
+                              "drifted", "status", "sample_size"]],
+                     hide_index=True, width="stretch")
         history = data.drift_history(model, version, minutes)
         if not history.empty:
             _line(history[history.feature != "__dataset__"], "score", "feature")
@@ -50,11 +56,19 @@ def main() -> None:
     if quality.empty:
         st.info("No quality results: labels have not arrived for this window yet.")
     else:
-        newest = quality[quality.ts == quality.ts.max()].set_index("metric").value
+        newest_rows = quality[quality.ts == quality.ts.max()]
+        newest = newest_rows.set_index("metric").value
+        status = newest_rows.status.iloc[0]
+        labelled = int(newest_rows.sample_size.iloc[0])
+        if status != "ok":
+            st.warning(f"{_STATUS[status]}: {labelled:,} labels joined in the newest window; "
+                       "quality is scored from the monitors' `min_labels` on.")
         shown = [m for m in ("accuracy", "precision", "recall", "roc_auc", "log_loss", "mae",
                              "rmse", "label_coverage") if m in newest]
         for column, name in zip(st.columns(len(shown)), shown, strict=True):
-            column.metric(name, f"{newest[name]:.3f}")
+            value = newest[name]
+            column.metric(name, "—" if pd.isna(value) else f"{value:.3f}",
+                          help=f"from {labelled:,} labels")
         _line(quality[quality.metric.isin(shown)], "value", "metric")
 
     st.subheader("Latency and errors")
