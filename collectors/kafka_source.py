@@ -12,7 +12,9 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from telemetry.problems import raise_at
 
 from .base import CollectorError, SourceBatch, SourceRecord
 from .payloads import split_message
@@ -26,9 +28,9 @@ class KafkaSourceSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["kafka"] = "kafka"
-    name: str = "kafka"
-    bootstrap_servers: str
-    group_id: str = "watchloop"
+    name: str = Field("kafka", min_length=1)
+    bootstrap_servers: str = Field(min_length=1, description="host:port[,host:port...]")
+    group_id: str = Field("watchloop", min_length=1)
     log_topics: list[str] = Field(default_factory=list)
     label_topics: list[str] = Field(default_factory=list)
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
@@ -36,19 +38,44 @@ class KafkaSourceSettings(BaseModel):
     # restarted collector gets its partitions (measured on Tansu: 18 s at 10 s, 11 s at 6 s,
     # 7 s at 3 s). 6 s is the lowest a Kafka broker accepts by default
     # (group.min.session.timeout.ms).
-    session_timeout_ms: int = 6_000
+    session_timeout_ms: int = Field(6_000, ge=1_000)
     # Static membership (KIP-345): a restarted collector with the same id takes its
     # partitions back without a rebalance, on brokers that support it (Apache Kafka 2.3+;
     # Tansu 0.x does not speed up with it). Unique per collector process.
-    group_instance_id: str | None = None
-    max_poll_interval_ms: int = 300_000
-    fetch_max_wait_ms: int = 100  # how long the broker may hold a fetch: bounds freshness
-    max_partition_fetch_bytes: int = 8 * 1024 * 1024
-    bootstrap_timeout_ms: int = 5_000  # per connection attempt; the runner retries with backoff
+    group_instance_id: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,249}$")
+    max_poll_interval_ms: int = Field(300_000, gt=0)
+    # How long the broker may hold a fetch: bounds freshness. kafka-python requires it to be
+    # below its request timeout (30 s).
+    fetch_max_wait_ms: int = Field(100, ge=0, lt=30_000)
+    max_partition_fetch_bytes: int = Field(8 * 1024 * 1024, gt=0)
+    bootstrap_timeout_ms: int = Field(5_000, gt=0)  # per attempt; the runner retries
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: str | None = None
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
     password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KafkaSourceSettings:
+        problems = []
+        if not self.log_topics and not self.label_topics:
+            problems.append((("log_topics",), "give log_topics and/or label_topics", []))
+        for topic in sorted(set(self.log_topics) & set(self.label_topics)):
+            problems.append((("label_topics",), f"topic {topic!r} is also in log_topics; a "
+                             "topic holds one kind of record", topic))
+        if self.group_instance_id in (".", ".."):
+            problems.append((("group_instance_id",), "cannot be '.' or '..'",
+                             self.group_instance_id))
+        sasl = self.security_protocol.startswith("SASL")
+        if sasl and self.sasl_mechanism is None:
+            problems.append((("sasl_mechanism",), f"security_protocol {self.security_protocol}"
+                             " needs a sasl_mechanism", None))
+        if sasl and not self.sasl_username:
+            problems.append((("sasl_username",), "SASL needs a user name", None))
+        if self.sasl_mechanism is not None and not sasl:
+            problems.append((("sasl_mechanism",), "applies only with security_protocol "
+                             "SASL_PLAINTEXT or SASL_SSL", self.sasl_mechanism))
+        raise_at(type(self).__name__, problems)
+        return self
 
 
 class KafkaSource:
@@ -59,8 +86,6 @@ class KafkaSource:
         settings: KafkaSourceSettings,
         consumer_factory: Callable[..., Any] | None = None,
     ) -> None:
-        if not settings.log_topics and not settings.label_topics:
-            raise ValueError(f"{settings.name}: give log_topics and/or label_topics")
         self.settings = settings
         self.name = settings.name
         self._kinds = {t: "log" for t in settings.log_topics}

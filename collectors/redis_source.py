@@ -12,7 +12,9 @@ import socket
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from telemetry.problems import raise_at
 
 from .base import CollectorError, SourceBatch, SourceRecord
 from .payloads import split_message
@@ -24,14 +26,26 @@ class RedisStreamSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["redis-stream"] = "redis-stream"
-    name: str = "redis"
-    url: str = "redis://127.0.0.1:6379/0"  # a password belongs in ${ENV}: redis://:${PW}@host
+    name: str = Field("redis", min_length=1)
+    # a password belongs in ${ENV}: redis://:${PW}@host
+    url: str = Field("redis://127.0.0.1:6379/0", pattern=r"^(rediss?|unix)://")
     log_stream: str | None = "watchloop:logs"
     label_stream: str | None = "watchloop:labels"
-    group: str = "watchloop"
+    group: str = Field("watchloop", min_length=1)
     consumer: str = ""  # default: the host name; keep it stable across restarts
-    field: str = "data"  # the entry field holding the JSON record(s)
-    claim_idle_ms: int = 60_000
+    field: str = Field("data", min_length=1)  # the entry field holding the JSON record(s)
+    claim_idle_ms: int = Field(60_000, gt=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RedisStreamSettings:
+        problems = []
+        if not self.log_stream and not self.label_stream:
+            problems.append((("log_stream",), "give log_stream and/or label_stream", None))
+        elif self.log_stream == self.label_stream:
+            problems.append((("label_stream",), "must differ from log_stream; a stream holds "
+                             "one kind of record", self.label_stream))
+        raise_at(type(self).__name__, problems)
+        return self
 
 
 class RedisStreamSource:
@@ -42,8 +56,6 @@ class RedisStreamSource:
     ) -> None:
         streams = {settings.log_stream: "log", settings.label_stream: "label"}
         self._kinds = {s: k for s, k in streams.items() if s}
-        if not self._kinds:
-            raise ValueError(f"{settings.name}: give log_stream and/or label_stream")
         self.settings = settings
         self.name = settings.name
         self.consumer = settings.consumer or socket.gethostname()

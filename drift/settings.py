@@ -35,6 +35,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from telemetry.problems import raise_at
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -157,6 +159,13 @@ class BurnWindow(_Settings):
     factor: float = Field(gt=0)
     severity: str = "page"
 
+    @model_validator(mode="after")
+    def _short_within_long(self) -> BurnWindow:
+        if self.short >= self.long:
+            raise_at("BurnWindow", [(("short",), f"must be shorter than long ({self.long})",
+                                     str(self.short))])
+        return self
+
 
 #: The multiwindow, multi-burn-rate alerts of the Google SRE workbook (chapter 5) for a
 #: 30-day budget: 2% of it spent in 1 hour, 5% in 6 hours (page), 10% in 3 days (ticket).
@@ -182,9 +191,11 @@ class SLOSettings(_Settings):
     @model_validator(mode="after")
     def _latency_needs_threshold(self) -> SLOSettings:
         if self.kind == "latency" and self.threshold_ms is None:
-            raise ValueError("a latency SLO needs threshold_ms (requests slower than it are bad)")
+            raise_at("SLOSettings", [(("threshold_ms",), "a latency SLO needs threshold_ms "
+                                      "(requests slower than it are bad)", None)])
         if self.kind == "availability" and self.threshold_ms is not None:
-            raise ValueError("threshold_ms applies to latency SLOs only")
+            raise_at("SLOSettings", [(("threshold_ms",), "applies to latency SLOs only",
+                                      self.threshold_ms)])
         return self
 
     def applies_to(self, model: str, version: str) -> bool:
@@ -211,6 +222,18 @@ class MonitorSettings(_Settings):
     quality: QualitySettings = QualitySettings()
     latency: LatencySettings = LatencySettings()
     slos: tuple[SLOSettings, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_slo_names(self) -> MonitorSettings:
+        first: dict[str, int] = {}
+        problems = []
+        for i, slo in enumerate(self.slos):
+            if slo.name in first:
+                problems.append((("slos", i, "name"), f"{slo.name!r} is already the name of "
+                                 f"slos[{first[slo.name]}]", slo.name))
+            first.setdefault(slo.name, i)
+        raise_at("MonitorSettings", problems)
+        return self
 
     def for_model(self, model: str) -> tuple[DriftSettings, QualitySettings, LatencySettings]:
         """The drift, quality and latency settings of ``model`` with its overrides applied."""

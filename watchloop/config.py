@@ -8,15 +8,18 @@ typo is reported with its key path and line instead of being silently ignored. S
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+import types
+import typing
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from collectors.gpu import DcgmExporterSettings, NvmlSettings
 from collectors.kafka_lag import KafkaLagSettings
@@ -26,6 +29,7 @@ from collectors.runner import RunnerSettings
 from collectors.serving_metrics import TorchServeMetricsSettings, TritonMetricsSettings
 from drift.settings import Duration, MonitorSettings
 from telemetry.errors import WatchloopError
+from telemetry.problems import raise_at
 from telemetry.records import MAX_FUTURE_SKEW
 
 DEFAULT_CONFIG_FILE = "watchloop.yaml"
@@ -127,6 +131,22 @@ class CollectorsSettings(Settings):
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
     sources: list[SourceSettings] = Field(default_factory=list)
     pollers: list[PollerSettings] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> CollectorsSettings:
+        """Collector names key their health rows and metrics: each must be unique."""
+        first: dict[str, str] = {}
+        problems = []
+        for section in ("sources", "pollers"):
+            for i, entry in enumerate(getattr(self, section)):
+                where = f"{section}[{i}]"
+                if entry.name in first:
+                    problems.append(((section, i, "name"), f"{entry.name!r} is already the "
+                                     f"name of collectors.{first[entry.name]}; give each "
+                                     "collector a name of its own", entry.name))
+                first.setdefault(entry.name, where)
+        raise_at("CollectorsSettings", problems)
+        return self
 
 
 class WatchloopConfig(Settings):
@@ -238,8 +258,8 @@ def parse_config(text: str, source: str, env: dict[str, str] | os._Environ) -> W
             if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
                 path = (*path, "type")
             if _key(path) not in flagged:
-                problems.append(
-                    ConfigProblem(_key(path), _explain(err), _nearest_line(lines, path)))
+                problems.append(ConfigProblem(_key(path), _explain(err, expanded, path),
+                                              _nearest_line(lines, path)))
     if problems:
         raise ConfigError(source, sorted(problems, key=lambda p: p.line or 0))
     return config
@@ -280,9 +300,15 @@ def _expand(value: Any, path: tuple, env: Any, lines: dict, problems: list) -> A
     return _ENV_REF.sub(substitute, value)
 
 
-def _explain(err: dict) -> str:
+def _explain(err: dict, data: Any, path: tuple) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
+        known = _known_keys(WatchloopConfig, data, path[:-1])
+        close = difflib.get_close_matches(str(path[-1]), known, n=1, cutoff=0.6)
+        if close:
+            return f"unknown key; did you mean `{close[0]}`?"
+        if known:
+            return f"unknown key; expected one of: {', '.join(sorted(known))}"
         return "unknown key (check its spelling)"
     if kind == "missing":
         return "required key is missing"
@@ -290,7 +316,65 @@ def _explain(err: dict) -> str:
         return f"unknown type {err['ctx']['tag']!r}; expected one of {err['ctx']['expected_tags']}"
     if kind == "union_tag_not_found":
         return f"a 'type:' key is required; expected one of {err['ctx'].get('discriminator', '')}"
+    if kind == "settings_problem":
+        return err["msg"]
+    if kind == "value_error":
+        return err["msg"].removeprefix("Value error, ")
     return f"{err['msg']} (got {err['input']!r})"
+
+
+def _known_keys(model: Any, data: Any, path: tuple) -> list[str]:
+    """The keys the settings model at ``path`` accepts ([] where it cannot be told)."""
+    annotation, node = model, data
+    for part in path:
+        annotation = _strip(annotation)
+        origin = typing.get_origin(annotation)
+        if origin in (list, tuple):
+            annotation = typing.get_args(annotation)[0]
+            node = node[part] if isinstance(node, list) and isinstance(part, int) and \
+                part < len(node) else None
+            continue
+        if origin is dict:
+            annotation = typing.get_args(annotation)[1]
+        else:
+            found = _model_of(annotation, node)
+            field = found.model_fields.get(part) if found is not None else None
+            if field is None:
+                return []
+            annotation = field.annotation
+        node = node.get(part) if isinstance(node, dict) else None
+    found = _model_of(_strip(annotation), node)
+    return list(found.model_fields) if found is not None else []
+
+
+def _strip(annotation: Any) -> Any:
+    """``Annotated[X, ...]`` and ``X | None`` as ``X``."""
+    while True:
+        if typing.get_origin(annotation) is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+            continue
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+            annotation = args[0]
+            continue
+        return annotation
+
+
+def _model_of(annotation: Any, node: Any) -> type[BaseModel] | None:
+    """The settings model an annotation means for ``node``; a union of models is told apart
+    by the ``type`` literal of each."""
+    annotation = _strip(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
+        return None
+    models = [m for m in (_model_of(a, node) for a in typing.get_args(annotation)) if m]
+    for candidate in models:
+        tag = candidate.model_fields.get("type")
+        if isinstance(node, dict) and tag is not None and \
+                node.get("type") in typing.get_args(tag.annotation):
+            return candidate
+    return models[0] if len(models) == 1 else None
 
 
 def _data_path(data: Any, loc: tuple) -> tuple:

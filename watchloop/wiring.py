@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from collectors.base import MetricPoller
+from collectors.base import MetricPoller, RecordSource
 from collectors.gpu import DcgmExporterPoller, DcgmExporterSettings, NvmlGpuPoller, NvmlSettings
 from collectors.health import HealthBoard
 from collectors.kafka_lag import KafkaLagPoller, KafkaLagSettings
@@ -34,6 +34,15 @@ def build_writer(config: WatchloopConfig, store: Store) -> TelemetryWriter:
     )
 
 
+def build_source(settings: object) -> RecordSource:
+    """The record source a ``collectors.sources`` entry selects by its ``type``."""
+    if isinstance(settings, KafkaSourceSettings):
+        return KafkaSource(settings)
+    if isinstance(settings, RedisStreamSettings):
+        return RedisStreamSource(settings)
+    raise TypeError(f"no source for settings of type {type(settings).__name__}")
+
+
 def build_poller(settings: object) -> MetricPoller:
     """The metric poller a ``collectors.pollers`` entry selects by its ``type``."""
     if isinstance(settings, TorchServeMetricsSettings):
@@ -55,12 +64,7 @@ def build_components(
     """Every component the config asks for, in start order."""
     components: list[Component] = [RollupReconciler(
         store, interval_s=config.ingest.rollup_check_interval.total_seconds())]
-    sources = []
-    for settings in config.collectors.sources:
-        if isinstance(settings, KafkaSourceSettings):
-            sources.append(KafkaSource(settings))
-        elif isinstance(settings, RedisStreamSettings):
-            sources.append(RedisStreamSource(settings))
+    sources = [build_source(settings) for settings in config.collectors.sources]
     pollers = [build_poller(settings) for settings in config.collectors.pollers]
     if sources or pollers:
         components.append(CollectorRunner(
