@@ -70,6 +70,11 @@ class NvmlSettings(BaseModel):
     processes: bool = True  # per-process GPU memory
     xid_events: bool = True  # count XID errors (NVML events; may need privileges)
 
+    @property
+    def collector_name(self) -> str:
+        """The name its health rows and metrics carry."""
+        return self.name
+
 
 class DcgmExporterSettings(BaseModel):
     """A dcgm-exporter whose Prometheus text (``DCGM_FI_DEV_*``, ``DCGM_FI_PROF_*``) is scraped."""
@@ -82,6 +87,11 @@ class DcgmExporterSettings(BaseModel):
     interval_s: Annotated[float, Field(gt=0)] = 15.0
     timeout_s: Annotated[float, Field(gt=0)] = 5.0
     host: str = ""  # default: the exporter's Hostname label, else the host in ``url``
+
+    @property
+    def collector_name(self) -> str:
+        """The name its health rows and metrics carry."""
+        return self.name
 
 
 class GpuRows:

@@ -127,6 +127,11 @@ class KafkaLagSettings(BaseModel):
                 raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
         return patterns
 
+    @property
+    def collector_name(self) -> str:
+        """The name its health rows and metrics carry."""
+        return f"kafka-lag:{self.cluster}"
+
     def wants(self, group: str) -> bool:
         """True when ``group`` matches an include pattern and no exclude pattern."""
         return any(re.fullmatch(p, group) for p in self.groups_include) and not any(
@@ -213,7 +218,7 @@ class KafkaLagPoller:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
-        self.name = f"kafka-lag:{settings.cluster}"
+        self.name = settings.collector_name
         self.interval_s = settings.interval_s
         self._admin_factory = admin_factory or self._default_admin
         self._consumer_factory = consumer_factory or self._default_consumer

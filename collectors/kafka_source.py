@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from telemetry.problems import raise_at
 
@@ -54,6 +54,13 @@ class KafkaSourceSettings(BaseModel):
     sasl_username: str | None = None
     password: SecretStr | None = None
 
+    @field_validator("group_instance_id")
+    @classmethod
+    def _legal_instance_id(cls, value: str | None) -> str | None:
+        if value in (".", ".."):
+            raise ValueError("cannot be '.' or '..'")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> KafkaSourceSettings:
         problems = []
@@ -62,9 +69,6 @@ class KafkaSourceSettings(BaseModel):
         for topic in sorted(set(self.log_topics) & set(self.label_topics)):
             problems.append((("label_topics",), f"topic {topic!r} is also in log_topics; a "
                              "topic holds one kind of record", topic))
-        if self.group_instance_id in (".", ".."):
-            problems.append((("group_instance_id",), "cannot be '.' or '..'",
-                             self.group_instance_id))
         sasl = self.security_protocol.startswith("SASL")
         if sasl and self.sasl_mechanism is None:
             problems.append((("sasl_mechanism",), f"security_protocol {self.security_protocol}"
@@ -76,6 +80,11 @@ class KafkaSourceSettings(BaseModel):
                              "SASL_PLAINTEXT or SASL_SSL", self.sasl_mechanism))
         raise_at(type(self).__name__, problems)
         return self
+
+    @property
+    def collector_name(self) -> str:
+        """The name its health rows and metrics carry."""
+        return self.name
 
 
 class KafkaSource:

@@ -47,6 +47,11 @@ class RedisStreamSettings(BaseModel):
         raise_at(type(self).__name__, problems)
         return self
 
+    @property
+    def collector_name(self) -> str:
+        """The name its health rows and metrics carry."""
+        return self.name
+
 
 class RedisStreamSource:
     """A ``RecordSource`` over XREADGROUP / XACK."""

@@ -52,6 +52,11 @@ class _PollerSettings(BaseModel):
     interval_s: Annotated[float, Field(gt=0)] = 15.0
     timeout_s: Annotated[float, Field(gt=0)] = 5.0
 
+    @property
+    def collector_name(self) -> str:
+        """The name its health rows and metrics carry."""
+        return self.name
+
 
 class TorchServeMetricsSettings(_PollerSettings):
     """A TorchServe whose metrics API (``metrics_mode=prometheus``) is scraped."""

@@ -22,7 +22,8 @@ from .detector import DriftReport
 from .evidence import OK, Status
 from .profiles import DATASET
 from .quality import METRICS, QualityReport
-from .slo import SLOStatus, TrafficStats, window_label
+from .settings import window_label
+from .slo import SLOStatus, TrafficStats
 
 _DRIFT_COLUMNS = ("ts", "ingest_time", "model", "model_version", "window_start", "window_end",
                   "feature", "kind", "method", "score", "threshold", "drifted", "p_value",

@@ -33,7 +33,15 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from telemetry.problems import raise_at
 
@@ -54,6 +62,15 @@ def _parse_duration(value: Any) -> Any:
 
 #: A positive duration: a timedelta, seconds, or text such as "5m", "1h", "3d".
 Duration = Annotated[timedelta, BeforeValidator(_parse_duration), Field(gt=timedelta(0))]
+
+def window_label(length: timedelta) -> str:
+    """A duration as the SRE workbook writes windows: 5m, 1h, 3d."""
+    seconds = int(length.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{length.total_seconds():g}s"
+
 
 Method = Literal["auto", "psi", "jensenshannon", "wasserstein", "ks", "chisquare", "z"]
 Task = Literal["auto", "classification", "regression"]
@@ -162,8 +179,8 @@ class BurnWindow(_Settings):
     @model_validator(mode="after")
     def _short_within_long(self) -> BurnWindow:
         if self.short >= self.long:
-            raise_at("BurnWindow", [(("short",), f"must be shorter than long ({self.long})",
-                                     str(self.short))])
+            raise_at("BurnWindow", [(("short",), "must be shorter than long "
+                                     f"({window_label(self.long)})", window_label(self.short))])
         return self
 
 
@@ -184,19 +201,19 @@ class SLOSettings(_Settings):
     version: str = "*"
     kind: Literal["latency", "availability"]
     objective: float = Field(gt=0, lt=1)
-    threshold_ms: float | None = Field(default=None, gt=0)
+    threshold_ms: float | None = Field(default=None, gt=0, validate_default=True)
     period: Duration = timedelta(days=30)
     burn_windows: tuple[BurnWindow, ...] = SRE_BURN_WINDOWS
 
-    @model_validator(mode="after")
-    def _latency_needs_threshold(self) -> SLOSettings:
-        if self.kind == "latency" and self.threshold_ms is None:
-            raise_at("SLOSettings", [(("threshold_ms",), "a latency SLO needs threshold_ms "
-                                      "(requests slower than it are bad)", None)])
-        if self.kind == "availability" and self.threshold_ms is not None:
-            raise_at("SLOSettings", [(("threshold_ms",), "applies to latency SLOs only",
-                                      self.threshold_ms)])
-        return self
+    @field_validator("threshold_ms")
+    @classmethod
+    def _threshold_for_latency(cls, value: float | None, info: ValidationInfo) -> float | None:
+        kind = info.data.get("kind")
+        if kind == "latency" and value is None:
+            raise ValueError("a latency SLO needs threshold_ms (requests slower than it are bad)")
+        if kind == "availability" and value is not None:
+            raise ValueError("applies to latency SLOs only")
+        return value
 
     def applies_to(self, model: str, version: str) -> bool:
         """True when this SLO covers the model version ('*' matches any)."""

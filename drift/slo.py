@@ -34,15 +34,6 @@ def floor_minute(moment: datetime) -> datetime:
     return utc(moment).replace(second=0, microsecond=0)
 
 
-def window_label(length: timedelta) -> str:
-    """A window length as the workbook writes it: 5m, 1h, 3d."""
-    seconds = int(length.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
 @dataclass(frozen=True)
 class TrafficStats:
     """Requests, errors and latency of a model version over a window."""

@@ -4,6 +4,7 @@
     └── StoreError                 anything the store could not do
         ├── StoreLockedError       an embedded store directory is owned by another process
         ├── StoreUnavailableError  a ClickHouse server cannot be reached
+        ├── StoreNotFoundError     a store opened to be read (not created) does not exist
         └── MigrationError         a schema migration failed or was edited after it ran
 
 Client-library exceptions are translated at the store boundary with ``raise ... from exc`` so
@@ -27,6 +28,10 @@ class StoreLockedError(StoreError):
 
 class StoreUnavailableError(StoreError):
     """A ClickHouse server did not answer at its address."""
+
+
+class StoreNotFoundError(StoreError):
+    """A store opened only to be read has no directory or no database yet."""
 
 
 class MigrationError(StoreError):

@@ -123,8 +123,11 @@ class Migrator:
         self._migrations = migrations if migrations is not None else bundled_migrations()
 
     def status(self) -> list[MigrationStatus]:
-        """Every known migration with the time it was applied (None if pending)."""
-        applied = self._applied()
+        """Every known migration with the time it was applied (None if pending); reads only."""
+        ledger = self._store.scalar(
+            "SELECT count() FROM system.tables WHERE database = {db:String} "
+            "AND name = 'schema_migrations'", {"db": self._store.database})
+        applied = self._applied() if ledger else {}
         return [
             MigrationStatus(m.version, m.name, applied.get(m.version, (None, None))[1])
             for m in self._migrations

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
-from .errors import StoreError, StoreLockedError, StoreUnavailableError
+from .errors import StoreError, StoreLockedError, StoreNotFoundError, StoreUnavailableError
 
 log = logging.getLogger("watchloop.store")
 
@@ -257,6 +257,9 @@ def open_store(
 ) -> Store:
     """Open the store at ``url`` and make sure its database exists.
 
+    With ``create_database=False`` nothing is created: a store directory or a database that
+    does not exist yet raises ``StoreNotFoundError`` (read-only commands open stores so).
+
     For a server, the password is ``password`` or else the ``WATCHLOOP_CLICKHOUSE_PASSWORD``
     environment variable, and an unreachable server is tried ``attempts`` times, waiting
     ``backoff_s`` and then twice as long each time. Raises ``StoreLockedError`` if another
@@ -265,6 +268,9 @@ def open_store(
     """
     location = StoreLocation.parse(url)
     if location.backend == "chdb":
+        if not create_database and location.path is not None and not (
+                location.path / "metadata").is_dir():
+            raise StoreNotFoundError(f"no store at {location.display}")
         return _open_chdb(location, create_database)
     password = password if password is not None else os.environ.get(PASSWORD_ENV, "")
     for attempt in range(1, attempts + 1):
@@ -280,6 +286,17 @@ def open_store(
     raise AssertionError("unreachable")
 
 
+def _use_database(client: Any, location: StoreLocation, create: bool) -> None:
+    """Point ``client`` at the store's database, creating it, or (``create=False``) raising
+    ``StoreNotFoundError`` where it does not exist."""
+    if create:
+        client.command(f"CREATE DATABASE IF NOT EXISTS `{location.database}`")
+    elif not client.query("SELECT count() FROM system.databases WHERE name = {db:String}",
+                          parameters={"db": location.database}).result_rows[0][0]:
+        raise StoreNotFoundError(f"no database {location.database!r} in {location.display}")
+    client.database = location.database
+
+
 def _open_server(location: StoreLocation, password: str, create_database: bool) -> Store:
     import clickhouse_connect
 
@@ -293,9 +310,10 @@ def _open_server(location: StoreLocation, password: str, create_database: bool) 
             # No session: a session admits one query at a time, and threads share this client.
             autogenerate_session_id=False,
         )
-        if create_database:
-            client.command(f"CREATE DATABASE IF NOT EXISTS `{location.database}`")
-        client.database = location.database
+        _use_database(client, location, create_database)
+    except StoreNotFoundError:
+        client.close()
+        raise
     except Exception as exc:
         raise StoreUnavailableError(
             f"cannot reach the ClickHouse server at {location.display}: {_reason(exc)}"
@@ -323,9 +341,10 @@ def _open_chdb(location: StoreLocation, create_database: bool) -> Store:
         dsn = f"chdb://{location.path}"
     try:
         client = clickhouse_connect.get_client(dsn=dsn)
-        if create_database:
-            client.command(f"CREATE DATABASE IF NOT EXISTS `{location.database}`")
-        client.database = location.database
+        _use_database(client, location, create_database)
+    except StoreNotFoundError:
+        client.close()
+        raise
     except ProgrammingError as exc:
         if location.path is not None:
             _refuse_if_locked(location.path)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from telemetry import Migrator, WatchloopError, open_store
+from telemetry.errors import StoreNotFoundError
 
 from .config import ConfigError, WatchloopConfig, find_config_file, load_config
 
@@ -109,8 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _config_check(args.file or args.config)
         if args.command == "store" and args.store_command == "serve":
             return _store_serve(args)
-        config = load_config(find_config_file(args.config))
+        path = find_config_file(args.config)
+        config = load_config(path)
         logging.getLogger().setLevel(config.log_level)
+        print(f"watchloop: config   {path or 'none (built-in defaults)'}", file=sys.stderr)
         if args.command == "store":
             return _store(args, config)
         if args.command == "demo":
@@ -118,6 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _up(args, config)
     except ConfigError as exc:
         print(f"watchloop: invalid configuration:\n{exc}", file=sys.stderr)
+        return 1
+    except StoreNotFoundError as exc:
+        print(f"watchloop: {exc}; `watchloop store migrate` or `watchloop up` creates it",
+              file=sys.stderr)
         return 1
     except WatchloopError as exc:
         print(f"watchloop: error: {exc}", file=sys.stderr)
@@ -143,7 +150,10 @@ def _store(args: argparse.Namespace, config: WatchloopConfig) -> int:
     from telemetry.queries import table_summaries
 
     url = args.store or config.store_url()
-    with open_store(url, password=config.store_password()) as store:
+    # status only reads: it never creates a store where there is none
+    with open_store(url, password=config.store_password(),
+                    create_database=args.store_command == "migrate") as store:
+        print(f"watchloop: store    {store.location.display}", file=sys.stderr)
         migrator = Migrator(store)
         if args.store_command == "migrate":
             applied = migrator.migrate()
@@ -180,9 +190,14 @@ def _up(args: argparse.Namespace, config: WatchloopConfig, demo_rate: float | No
     config = config.model_copy(update=updates)
     # A ClickHouse server may still be starting: try for about a minute before giving up.
     store = open_store(config.store_url(), password=config.store_password(), attempts=7)
-    writer = build_writer(config, store)
-    registry = CollectorRegistry()
-    components = build_components(config, store, writer, registry)
+    print(f"watchloop: store    {store.location.display}", file=sys.stderr)
+    try:
+        writer = build_writer(config, store)
+        registry = CollectorRegistry()
+        components = build_components(config, store, writer, registry)
+    except BaseException:
+        store.close()
+        raise
     if demo_rate is not None:
         traffic = DemoTraffic(writer, rate_per_s=demo_rate)
         components[:0] = [DemoProfiles(store, traffic), traffic]

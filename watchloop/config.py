@@ -139,12 +139,13 @@ class CollectorsSettings(Settings):
         problems = []
         for section in ("sources", "pollers"):
             for i, entry in enumerate(getattr(self, section)):
-                where = f"{section}[{i}]"
-                if entry.name in first:
-                    problems.append(((section, i, "name"), f"{entry.name!r} is already the "
-                                     f"name of collectors.{first[entry.name]}; give each "
-                                     "collector a name of its own", entry.name))
-                first.setdefault(entry.name, where)
+                where, name = f"{section}[{i}]", entry.collector_name
+                if name in first:
+                    key = "name" if "name" in type(entry).model_fields else "cluster"
+                    problems.append(((section, i, key), f"{name!r} is already the "
+                                     f"name of collectors.{first[name]}; give each "
+                                     "collector a name of its own", name))
+                first.setdefault(name, where)
         raise_at("CollectorsSettings", problems)
         return self
 
