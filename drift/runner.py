@@ -22,10 +22,11 @@ from telemetry.claims import TickClaims
 
 from .detector import DriftMonitor, DriftReport
 from .errors import DriftError
-from .quality import QualityMonitor, QualityReport
+from .metrics import MONITORS, MonitorMetrics
+from .quality import METRICS, QualityMonitor, QualityReport
 from .repository import ProfileRepository
 from .results import ResultWriter
-from .settings import MonitorSettings
+from .settings import MonitorSettings, window_label
 from .slo import LatencyMonitor, SLOMonitor, SLOStatus, TrafficStats, floor_minute
 
 log = logging.getLogger("watchloop.drift")
@@ -62,6 +63,7 @@ class MonitorRunner:
         profiles: ProfileRepository | None = None,
         writer: ResultWriter | None = None,
         claims: TickClaims | None = None,
+        metrics: MonitorMetrics | None = None,
     ) -> None:
         self.settings = settings
         self._store = store
@@ -73,6 +75,7 @@ class MonitorRunner:
         self._latency = LatencyMonitor(store, settings.latency)
         self._slo = SLOMonitor(store, settings.slos)
         self._claims = claims
+        self._metrics = metrics
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last: RunSummary | None = None
@@ -124,6 +127,7 @@ class MonitorRunner:
         except StoreError as exc:
             summary.errors.append(f"finding active model versions: {exc}")
             log.error("monitors: %s", summary.errors[-1])
+            self._observe(summary)
             return summary
         self._traffic(now, summary)
         for model, version in summary.versions:
@@ -132,7 +136,28 @@ class MonitorRunner:
                         version)
             self._guard(summary, f"quality {model}/{version}", self._quality_one, now, model,
                         version)
+        self._observe(summary)
         return summary
+
+    def _observe(self, summary: RunSummary) -> None:
+        """Mirror the run into the Prometheus gauges."""
+        if self._metrics is None:
+            return
+        metrics = self._metrics
+        failed = {error.split(" ", 1)[0].rstrip(":") for error in summary.errors}
+        if failed - set(MONITORS):  # the run failed before any monitor: every one failed
+            failed = set(MONITORS)
+        metrics.ran(summary.at, failed)
+        for report in summary.drift:
+            metrics.drift(report.model, report.version, report.status, report.drift_share)
+        for quality in summary.quality:
+            for name in METRICS.get(quality.task, ()):
+                metrics.quality_metric(quality.model, quality.version, name,
+                                       quality.metrics.get(name))
+        for status in summary.slos:
+            metrics.slo(status.model, status.version, status.slo.name,
+                        {window_label(r.window): r.burn_rate for r in status.burn_rates},
+                        status.budget_remaining)
 
     def _active_versions(self, now: datetime) -> list[tuple[str, str]]:
         lookback = max(

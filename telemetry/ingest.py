@@ -21,6 +21,7 @@ from pydantic_core import PydanticSerializationError, to_json
 
 from .errors import StoreError, StoreUnavailableError
 from .intake import IntakeResult, SqlLogIntake
+from .metrics import IngestMetrics
 from .records import (
     MAX_FUTURE_SKEW,
     MAX_RECORD_BYTES,
@@ -48,6 +49,9 @@ class IngestResult:
     duplicates: int = 0
     rejections: list[Rejection] = field(default_factory=list)
     duplicate_indexes: list[int] = field(default_factory=list)
+    # per model, for Watchloop's own metrics ("" where records carry no model: labels)
+    accepted_models: dict[str, int] = field(default_factory=dict)
+    duplicate_models: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self, max_errors: int = 100) -> dict[str, Any]:
         """A JSON-ready summary, listing at most ``max_errors`` rejections."""
@@ -95,8 +99,10 @@ class TelemetryWriter:
         max_record_bytes: int = MAX_RECORD_BYTES,
         max_future_skew: timedelta = MAX_FUTURE_SKEW,
         clock: Callable[[], datetime] | None = None,
+        metrics: IngestMetrics | None = None,
     ) -> None:
         self._store = store
+        self._metrics = metrics
         self._max_record_bytes = max_record_bytes
         self._skew = max_future_skew
         self._models = sorted(known_models) if known_models else None
@@ -126,6 +132,10 @@ class TelemetryWriter:
         for positions, outcome in self._bisected(payloads, ingest_ms, source):
             result.accepted += outcome.accepted
             result.duplicates += len(outcome.duplicates)
+            for mine, theirs in ((result.accepted_models, outcome.accepted_models),
+                                 (result.duplicate_models, outcome.duplicate_models)):
+                for model, count in theirs.items():
+                    mine[model] = mine.get(model, 0) + count
             result.duplicate_indexes += [origin[positions[p]] for p in outcome.duplicates]
             for position, reason in outcome.rejected:
                 index = origin[positions[position]]
@@ -137,6 +147,7 @@ class TelemetryWriter:
                     index, payload_text(raw), self._explain(InferenceLogRecord, raw, ingest_ms)))
         result.rejections.sort(key=lambda r: r.index)
         self._dead_letter(result, source, "inference_log", ingest_ms)
+        self._count(result, "inference_log", source)
         return result
 
     def _bisected(self, payloads: list[bytes], ingest_ms: int,
@@ -208,7 +219,10 @@ class TelemetryWriter:
         self._drop_stored_labels(rows, result)
         del rows["index"]
         result.accepted = self._store.insert_columns("labels", rows)
+        result.accepted_models = {"": result.accepted}
+        result.duplicate_models = {"": result.duplicates}
         self._dead_letter(result, source, "label", ingest_ms)
+        self._count(result, "label", source)
         return result
 
     def dead_letter(self, rejected: Sequence[tuple[Any, str]], source: str, kind: str) -> int:
@@ -219,7 +233,15 @@ class TelemetryWriter:
             for i, (payload, reason) in enumerate(rejected)
         ])
         self._dead_letter(result, source, kind, _ticks(self._clock()))
+        self._count(result, kind, source)
         return result.rejected
+
+    def _count(self, result: IngestResult, kind: str, source: str) -> None:
+        if self._metrics is None:
+            return
+        self._metrics.counted(kind, source, "accepted", result.accepted_models)
+        self._metrics.counted(kind, source, "duplicate", result.duplicate_models)
+        self._metrics.rejected(kind, source, [r.reason for r in result.rejections])
 
     def _parse(self, model: Any, raw: Any, ingest_ms: int) -> Any:
         """Validate one record, raising ValueError with every problem, each naming its field."""

@@ -271,6 +271,8 @@ class IntakeResult:
     duplicates: list[int] = field(default_factory=list)  # already stored, or repeated
     rejected: list[tuple[int, str]] = field(default_factory=list)  # (index, reason)
     unparsed: list[int] = field(default_factory=list)  # indices ClickHouse could not decode
+    accepted_models: dict[str, int] = field(default_factory=dict)  # stored, per model
+    duplicate_models: dict[str, int] = field(default_factory=dict)
 
 
 class SqlLogIntake:
@@ -344,10 +346,13 @@ class SqlLogIntake:
         )
         # Every row reaches the parsed table (RowBinary cannot skip one): what is neither
         # refused nor a duplicate was stored.
-        seen, refused = store.query(
-            f"SELECT count(), arraySort(groupArrayIf((seq, reason), reason != '')) "
-            f"FROM {self._parsed}")[0]
-        result = IntakeResult(duplicates=sorted(duplicates))
+        seen, refused, stored, repeated = store.query(
+            "SELECT count(), arraySort(groupArrayIf((seq, reason), reason != '')), "
+            "sumMapIf(map(model, toUInt64(1)), reason = '' AND NOT has({d:Array(UInt32)}, seq)),"
+            " sumMapIf(map(model, toUInt64(1)), has({d:Array(UInt32)}, seq)) "
+            f"FROM {self._parsed}", {"d": duplicates})[0]
+        result = IntakeResult(duplicates=sorted(duplicates), accepted_models=dict(stored),
+                              duplicate_models=dict(repeated))
         for seq, reason in refused:
             if reason == _UNREADABLE:
                 result.unparsed.append(seq)

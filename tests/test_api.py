@@ -11,6 +11,7 @@ import requests
 from prometheus_client import CollectorRegistry
 
 from telemetry import TelemetryWriter
+from telemetry.metrics import IngestMetrics
 from watchloop.api import create_app
 from watchloop.metrics import ShellMetrics
 from watchloop.shell import ApiServer
@@ -19,8 +20,9 @@ TOKEN = "test-token-7f3a"
 
 
 def _serve(store, **options) -> ApiServer:
-    metrics = ShellMetrics(CollectorRegistry())
-    app = create_app(store, TelemetryWriter(store, known_models={"fraud"}), metrics, **options)
+    registry = CollectorRegistry()
+    writer = TelemetryWriter(store, known_models={"fraud"}, metrics=IngestMetrics(registry))
+    app = create_app(store, writer, ShellMetrics(registry), **options)
     server = ApiServer(app, "127.0.0.1", 0)
     server.start()
     return server
@@ -103,8 +105,12 @@ def test_a_configured_token_is_required(store):
 def test_metrics_count_ingested_records(api):
     requests.post(f"{api}/v1/logs", data=json.dumps([_log(1), {"x": 1}]), timeout=10)
     text = requests.get(f"{api}/metrics", timeout=5).text
-    assert 'watchloop_ingest_records_total{kind="log",outcome="accepted"} 1.0' in text
-    assert 'watchloop_ingest_records_total{kind="log",outcome="rejected"} 1.0' in text
+    assert ('watchloop_ingest_records_total{kind="inference_log",model="fraud",'
+            'outcome="accepted",source="http"} 1.0') in text
+    assert ('watchloop_ingest_records_total{kind="inference_log",model="",'
+            'outcome="rejected",source="http"} 1.0') in text
+    assert ('watchloop_ingest_rejected_records_total{kind="inference_log",'
+            'reason="request_id",source="http"} 1.0') in text
     assert 'watchloop_http_requests_total{code="200",route="/v1/logs"} 1.0' in text
 
 

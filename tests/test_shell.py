@@ -111,3 +111,64 @@ def test_help_is_available_for_every_command(args):
     done = subprocess.run([sys.executable, "-m", "watchloop.cli", *args], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0 and "usage: watchloop" in done.stdout
+
+
+def test_metrics_show_records_freshness_monitors_and_process_after_a_demo_run(tmp_path):
+    (tmp_path / "watchloop.yaml").write_text(
+        "monitors:\n  interval: 2s\n  drift: {window: 5m, min_rows: 50}\n"
+        "  quality: {window: 15m, min_labels: 5}\n  latency: {window: 5m}\n"
+        "  slos: [{name: availability, kind: availability, objective: 0.999}]\n")
+    api_port = free_port()
+    process = _start(["demo", "--data-dir", str(tmp_path / "demo"), "--rate", "100",
+                      "--no-console", "--api-port", str(api_port)], tmp_path)
+    api = f"http://127.0.0.1:{api_port}"
+    try:
+        _wait_for(f"{api}/healthz", process)
+        now = time.time() - 120  # in a finished minute: the SLO windows are whole minutes
+        logs = [{"request_id": f"m-{i}", "model": "fraud", "version": "1", "event_time": now,
+                 "latency_ms": 3.0, "prediction": 0.9, "features": {"amount": 20.0}}
+                for i in range(20)]
+        logs.append({"request_id": "broken", "model": "fraud"})
+        assert requests.post(f"{api}/v1/logs", json=logs, timeout=30).ok
+        labels = [{"request_id": f"m-{i}", "label": 1, "label_time": now} for i in range(20)]
+        assert requests.post(f"{api}/v1/labels", json=labels, timeout=30).ok
+
+        def scraped() -> str | None:
+            text = requests.get(f"{api}/metrics", timeout=10).text
+            wanted = ('watchloop_drift_share{model="fraud",version="1"}',
+                      'watchloop_model_quality{metric="accuracy",model="fraud",version="1"}')
+            return text if all(w in text for w in wanted) else None
+
+        text = _poll(scraped, process, timeout=90)
+    finally:
+        code, err = _stop(process)
+    assert code == 0, err[-3000:]
+    for series in (
+        'watchloop_ingest_records_total{kind="inference_log",model="fraud",outcome="accepted",'
+        'source="demo"}',
+        'watchloop_ingest_records_total{kind="inference_log",model="fraud",outcome="accepted",'
+        'source="http"} 20.0',
+        'watchloop_ingest_records_total{kind="label",model="",outcome="accepted",'
+        'source="http"} 20.0',
+        'watchloop_ingest_rejected_records_total{kind="inference_log",reason="version",'
+        'source="http"} 1.0',
+        'watchloop_table_freshness_seconds{table="inference_logs"}',
+        'watchloop_monitor_last_run_timestamp_seconds{monitor="drift"}',
+        'watchloop_monitor_last_success_timestamp_seconds{monitor="quality"}',
+        'watchloop_slo_burn_rate{model="fraud",slo="availability",version="1",window="1h"}',
+        'watchloop_slo_error_budget_remaining{model="fraud",slo="availability",version="1"}',
+        "process_resident_memory_bytes",
+    ):
+        assert series in text, series
+
+
+def _poll(found, process: subprocess.Popen, timeout: float):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"process exited early: {process.communicate()[1][-3000:]}")
+        value = found()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"not seen within {timeout}s")

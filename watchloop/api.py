@@ -131,9 +131,6 @@ def create_app(
                 headers={"Retry-After": "1"},
             )
         metrics.store_write_seconds.labels(kind).observe(time.perf_counter() - started)
-        metrics.ingest_records.labels(kind, "accepted").inc(result.accepted)
-        metrics.ingest_records.labels(kind, "rejected").inc(result.rejected + bool(unparsable))
-        metrics.ingest_records.labels(kind, "duplicate").inc(result.duplicates)
         metrics.http_requests.labels(route, "200").inc()
         summary = result.as_dict()
         if unparsable:

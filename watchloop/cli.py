@@ -176,7 +176,7 @@ def _store(args: argparse.Namespace, config: WatchloopConfig) -> int:
 
 
 def _up(args: argparse.Namespace, config: WatchloopConfig, demo_rate: float | None = None) -> int:
-    from prometheus_client import CollectorRegistry
+    from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 
     from .demo import DemoProfiles, DemoTraffic
     from .shell import Shell, serve_console
@@ -192,8 +192,10 @@ def _up(args: argparse.Namespace, config: WatchloopConfig, demo_rate: float | No
     store = open_store(config.store_url(), password=config.store_password(), attempts=7)
     print(f"watchloop: store    {store.location.display}", file=sys.stderr)
     try:
-        writer = build_writer(config, store)
         registry = CollectorRegistry()
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        writer = build_writer(config, store, registry)
         components = build_components(config, store, writer, registry)
     except BaseException:
         store.close()

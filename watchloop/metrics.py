@@ -1,4 +1,8 @@
-"""Prometheus metrics about Watchloop itself, on a registry the caller passes in."""
+"""Prometheus metrics of the HTTP API, on a registry the caller passes in.
+
+The records themselves are counted by the writer (``telemetry.metrics``), whatever their
+source; the monitors' gauges are in ``drift.metrics``.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,6 @@ class ShellMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        self.ingest_records = Counter(
-            "watchloop_ingest_records",
-            "Records received by the ingest API, by kind and outcome",
-            ["kind", "outcome"],
-            registry=registry,
-        )
         self.http_requests = Counter(
             "watchloop_http_requests",
             "HTTP requests served by the API, by route and status code",

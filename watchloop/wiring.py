@@ -18,19 +18,23 @@ from collectors.serving_metrics import (
     TritonMetricsSettings,
 )
 from drift import MonitorRunner
+from drift.metrics import MonitorMetrics
 from telemetry import Store, TelemetryWriter
 from telemetry.claims import TickClaims
+from telemetry.metrics import IngestMetrics, StoreFreshness
 from telemetry.rollup import RollupReconciler
 
 from .config import WatchloopConfig
 from .shell import Component
 
 
-def build_writer(config: WatchloopConfig, store: Store) -> TelemetryWriter:
+def build_writer(config: WatchloopConfig, store: Store,
+                 registry: CollectorRegistry | None = None) -> TelemetryWriter:
     """The one writer every source of inference logs and labels goes through."""
     return TelemetryWriter(
         store, known_models=config.known_models(), max_record_bytes=config.api.max_record_bytes,
         max_future_skew=config.ingest.max_future_skew,
+        metrics=IngestMetrics(registry) if registry is not None else None,
     )
 
 
@@ -62,6 +66,7 @@ def build_components(
     config: WatchloopConfig, store: Store, writer: TelemetryWriter, registry: CollectorRegistry
 ) -> list[Component]:
     """Every component the config asks for, in start order."""
+    registry.register(StoreFreshness(store, store.now))
     components: list[Component] = [RollupReconciler(
         store, interval_s=config.ingest.rollup_check_interval.total_seconds())]
     sources = [build_source(settings) for settings in config.collectors.sources]
@@ -73,5 +78,6 @@ def build_components(
     if config.monitors is not None:
         # Every process sharing a store may run the monitors; each tick runs in one of them.
         components.append(MonitorRunner(config.monitors, store,
-                                        claims=TickClaims(store, "monitors")))
+                                        claims=TickClaims(store, "monitors"),
+                                        metrics=MonitorMetrics(registry)))
     return components
