@@ -88,9 +88,11 @@ def _first(*checks: tuple[str, str]) -> str:
 
 
 def _epoch_ms(number: str) -> str:
+    """Milliseconds of a Unix time number (``records.epoch_ms``); 0 for the negative ones,
+    which are refused with their own message (a huge one would overflow Int64)."""
     arms = ", ".join(f"{number} < {limit:g}, {number} * {mul:g} / {div:g}"
                      for limit, mul, div in EPOCH_LIMITS)
-    return f"toInt64(multiIf({arms}, 0))"
+    return f"toInt64(multiIf({number} < 0, 0, {arms}, 0))"
 
 
 _DECODE = f"""

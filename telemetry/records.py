@@ -296,23 +296,32 @@ def _known_model(model: str, info: ValidationInfo) -> str:
 class InferenceLogRecord(_Record):
     """One prediction served by a model version."""
 
-    request_id: Identifier
-    model: Annotated[Identifier, AfterValidator(_known_model)]
-    version: Version
-    event_time: Annotated[datetime, _bounded_time(LOG_RETENTION)]
-    latency_ms: Annotated[float, PlainValidator(_latency, json_schema_input_type=float)]
+    request_id: Annotated[Identifier, Field(
+        description=f"unique per request; joins its label (at most {MAX_IDENTIFIER} "
+                    "characters)")]
+    model: Annotated[Identifier, AfterValidator(_known_model),
+                     Field(description="the model's name (one of `models:` when configured)")]
+    version: Annotated[Version, Field(description="the model version that served it")]
+    event_time: Annotated[datetime, _bounded_time(LOG_RETENTION), Field(
+        description="when it was served: ISO 8601, or Unix time in s, ms, µs or ns; within "
+                    f"{LOG_RETENTION.days} days and at most ingest.max_future_skew ahead")]
+    latency_ms: Annotated[float, PlainValidator(_latency, json_schema_input_type=float),
+                          Field(description="serving latency in milliseconds, >= 0")]
     status: Literal["ok", "error"] = "ok"
     error: Text = ""
-    features: Features = Field(default_factory=dict)
-    prediction: Scalar = None
+    features: Features = Field(default_factory=dict, description=(
+        "feature name to value: numbers are numeric features, text and booleans categorical"))
+    prediction: Scalar = Field(None, description="a score (number) or a class (text)")
 
 
 class LabelRecord(_Record):
     """The ground truth for an earlier prediction, arriving later."""
 
-    request_id: Identifier
-    label: Annotated[float | str, PlainValidator(_label, json_schema_input_type=float | str)]
-    label_time: Annotated[datetime, _bounded_time(LABEL_RETENTION)]
+    request_id: Annotated[Identifier, Field(description="the request it labels")]
+    label: Annotated[float | str, PlainValidator(_label, json_schema_input_type=float | str),
+                     Field(description="the true value (number) or class (text)")]
+    label_time: Annotated[datetime, _bounded_time(LABEL_RETENTION), Field(
+        description="when the truth became known: ISO 8601 or Unix time in s, ms, µs or ns")]
 
 
 @dataclass(frozen=True)

@@ -53,3 +53,49 @@ def test_the_demo_console_renders_the_store_page_with_live_traffic(tmp_path):
         demo.send_signal(signal.SIGTERM)
         _, err = demo.communicate(timeout=60)
     assert demo.returncode == 0, err[-3000:]
+
+
+def test_api_docs_load_in_chromium_with_no_network(tmp_path):
+    """Swagger UI is served from the installed package: a browser that may reach nothing but
+    the API renders every operation and the record schemas."""
+    from playwright.sync_api import sync_playwright
+    from prometheus_client import CollectorRegistry
+
+    from telemetry import Migrator, TelemetryWriter, open_store
+    from watchloop.api import create_app
+    from watchloop.metrics import ShellMetrics
+    from watchloop.shell import ApiServer
+
+    store = open_store("chdb://memory?database=t_docs")
+    Migrator(store).migrate()
+    writer = TelemetryWriter(store)
+    server = ApiServer(create_app(store, writer, ShellMetrics(CollectorRegistry())),
+                       "127.0.0.1", 0)
+    server.start()
+    refused: list[str] = []
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page()
+
+            def offline(route) -> None:  # anything but the API is unreachable
+                if route.request.url.startswith(server.url):
+                    route.continue_()
+                else:
+                    refused.append(route.request.url)
+                    route.abort()
+
+            page.route("**/*", offline)
+            page.goto(f"{server.url}/docs")
+            page.wait_for_selector(".opblock-summary-path", timeout=30_000)
+            page.wait_for_selector("section.models", timeout=30_000)
+            text = page.inner_text("body")
+            browser.close()
+    finally:
+        server.stop()
+        writer.close()
+        store.close()
+    assert "/v1/logs" in text and "/v1/labels" in text and "/metrics" in text
+    assert "InferenceLogRecord" in text and "LabelRecord" in text
+    assert refused == []

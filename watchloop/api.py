@@ -11,20 +11,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import importlib.util
 import json
 import re
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from telemetry import StoreError, TelemetryWriter
 from telemetry.group_commit import GroupCommit
+from telemetry.records import InferenceLogRecord, LabelRecord
 from telemetry.store import Store
 
 from .metrics import ShellMetrics
@@ -64,8 +71,32 @@ def create_app(
         yield
         await run_in_threadpool(commits.close)
 
-    app = FastAPI(title="Watchloop", version="0.1.0", docs_url="/docs", redoc_url=None,
-                  lifespan=lifespan)
+    app = FastAPI(title="Watchloop", version="0.1.0", docs_url=None, redoc_url=None,
+                  lifespan=lifespan, description=__doc__)
+    # Swagger UI from an installed package, not a CDN: /docs works with no network.
+    app.mount("/docs/assets", StaticFiles(directory=swagger_ui_assets()), name="docs-assets")
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's schema, with the record schemas the ingest bodies refer to."""
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version,
+                                 description=app.description, routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for record in (InferenceLogRecord, LabelRecord):
+                components[record.__name__] = record.model_json_schema(
+                    ref_template="#/components/schemas/{model}")
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json", title="Watchloop API",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon-32x32.png")
 
     def unauthorized(request: Request) -> JSONResponse | None:
         if token is None:
@@ -138,14 +169,21 @@ def create_app(
             summary["errors"].append({"index": None, "reason": unparsable})
         return JSONResponse(summary)
 
-    @app.post("/v1/logs", summary="Ingest inference logs")
+    @app.post("/v1/logs", summary="Ingest inference logs", responses=INGEST_RESPONSES,
+              openapi_extra=request_body(InferenceLogRecord))
     async def ingest_logs(request: Request) -> Response:
-        """Store a batch of inference logs; bad records are dead-lettered with the reason."""
+        """Store a batch of inference logs; bad records are dead-lettered with the reason.
+
+        The body is a JSON array of records, one record, ``{"records": [...]}``, or JSON
+        Lines (``application/x-ndjson``), optionally gzip- or zstd-encoded."""
         return await ingest(request, "log")
 
-    @app.post("/v1/labels", summary="Ingest delayed labels")
+    @app.post("/v1/labels", summary="Ingest delayed labels", responses=INGEST_RESPONSES,
+              openapi_extra=request_body(LabelRecord))
     async def ingest_labels(request: Request) -> Response:
-        """Store a batch of ground-truth labels; bad records are dead-lettered."""
+        """Store a batch of ground-truth labels; bad records are dead-lettered.
+
+        The body takes the same forms as for inference logs."""
         return await ingest(request, "label")
 
     @app.get("/healthz", summary="Liveness")
@@ -153,19 +191,88 @@ def create_app(
         """The process is up and serving HTTP."""
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="Readiness")
+    @app.get("/readyz", summary="Readiness",
+             responses={200: {"model": Readiness}, 503: {"model": Readiness}})
     def readyz() -> Response:
         """Ready when the store answers (and the shell's components have started)."""
         ready = store.ping() and (is_ready is None or is_ready())
         body = {"status": "ready" if ready else "not ready", "store": store.location.display}
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    @app.get("/metrics", summary="Prometheus metrics about Watchloop")
+    @app.get("/metrics", summary="Prometheus metrics about Watchloop",
+             response_class=PlainTextResponse,
+             responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}})
     def prometheus_metrics() -> Response:
         """Watchloop's own metrics in the Prometheus text format."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+class RecordError(BaseModel):
+    """One refused record: where it was in the batch (null for the body as a whole), why."""
+
+    index: int | None
+    reason: str
+
+
+class IngestSummary(BaseModel):
+    """What became of a batch; 200 means every accepted record is stored."""
+
+    accepted: int
+    rejected: int
+    duplicates: int
+    errors: list[RecordError] = Field(description="the first 100 rejections")
+
+
+class ErrorBody(BaseModel):
+    """Why a request was refused as a whole."""
+
+    error: str
+
+
+class Readiness(BaseModel):
+    status: str
+    store: str
+
+
+INGEST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": IngestSummary, "description": "Stored; rejected records dead-lettered"},
+    400: {"model": ErrorBody, "description": "A compressed body that cannot be decoded"},
+    401: {"model": ErrorBody, "description": "A bearer token is required"},
+    413: {"model": ErrorBody, "description": "The (decoded) body is too large"},
+    415: {"model": ErrorBody, "description": "A Content-Encoding other than gzip or zstd"},
+    503: {"model": ErrorBody, "description": "The store is unavailable; nothing was kept, "
+                                             "resend after Retry-After"},
+}
+
+
+def request_body(record: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI request body of an ingest endpoint: the record schema, in its forms."""
+    one = {"$ref": f"#/components/schemas/{record.__name__}"}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"oneOf": [
+                    {"type": "array", "items": one}, one,
+                    {"type": "object", "required": ["records"],
+                     "properties": {"records": {"type": "array", "items": one}}},
+                ]}},
+                "application/x-ndjson": {"schema": {
+                    "type": "string", "description": f"one {record.__name__} per line"}},
+            },
+        },
+    }
+
+
+def swagger_ui_assets() -> str:
+    """The directory of Swagger UI's files in the swagger-ui-py package (not imported: its
+    package imports web-framework adapters we do not need)."""
+    spec = importlib.util.find_spec("swagger_ui")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("swagger-ui-py is not installed: pip install swagger-ui-py")
+    return str(Path(spec.submodule_search_locations[0]) / "static")
 
 
 def decode_body(body: bytes, encoding: str, limit: int) -> bytes:
