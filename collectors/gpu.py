@@ -32,8 +32,10 @@ from urllib.parse import urlparse
 import requests
 from pydantic import BaseModel, ConfigDict, Field
 
+from telemetry.clock import Clock, epoch_ms, utc_now
+
 from .base import CollectorError, MetricRows
-from .promtext import PromTextError, epoch_ms, http_get, parse_samples, utc_now
+from .promtext import PromTextError, http_get, parse_samples
 
 __all__ = [
     "DcgmExporterPoller",
@@ -55,7 +57,6 @@ MAX_EVENTS_PER_TICK = 1000
 DCGM_INT64_BLANK = float(0x7FFFFFFFFFFFFFF0)
 DCGM_FP64_BLANK = 2.0**47
 
-Clock = Callable[[], datetime]
 
 
 class NvmlSettings(BaseModel):

@@ -48,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from collectors.base import CollectorError, MetricRows
 from collectors.lag_status import LagSample, LagStatusEvaluator
+from telemetry.clock import Clock, epoch_ms, utc_now
 
 __all__ = [
     "KafkaLagPoller",
@@ -215,7 +216,7 @@ class KafkaLagPoller:
         *,
         admin_factory: Callable[[], LagAdmin] | None = None,
         consumer_factory: Callable[[], LagConsumer] | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = utc_now,
     ) -> None:
         self.settings = settings
         self.name = settings.collector_name
@@ -241,7 +242,7 @@ class KafkaLagPoller:
         rows = self.scan()
         if not rows:
             return []
-        ingest_ms = int(self._clock() * 1000)
+        ingest_ms = epoch_ms(self._clock())
         columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
         ts_ms = self._last_scan_ms
         for row in rows:
@@ -276,8 +277,8 @@ class KafkaLagPoller:
         """Read the lag of every selected (group, topic, partition) and evaluate its status."""
         with self._translated("connect"):
             admin = self._admin = self._admin or self._admin_factory()
-        now = self._clock()
-        self._last_scan_ms = int(now * 1000)
+        self._last_scan_ms = epoch_ms(self._clock())
+        now = self._last_scan_ms / 1000  # the lag rules work in Unix seconds
         with self._translated("list groups"):
             listed = admin.list_groups()
         groups = {

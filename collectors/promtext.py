@@ -11,13 +11,13 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import requests
 
 from .base import CollectorError
 
-__all__ = ["PromTextError", "Sample", "epoch_ms", "http_get", "parse_samples", "utc_now"]
+__all__ = ["PromTextError", "Sample", "http_get", "parse_samples"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
@@ -116,15 +116,3 @@ def _reason(exc: requests.RequestException) -> str:
         return found.group(1).strip().lower()
     return f"{type(exc).__name__}: {str(exc)[:200]}"
 
-
-def epoch_ms(moment: datetime) -> int:
-    """Milliseconds since the epoch, as the store's DateTime64 columns take them; a naive
-    datetime is read as UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // timedelta(milliseconds=1)
-
-
-def utc_now() -> datetime:
-    """The default clock of every poller."""
-    return datetime.now(UTC)

@@ -13,12 +13,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from telemetry import StoreError, TelemetryWriter
+from telemetry.clock import Clock, utc_now
 from telemetry.store import Store
 
 from .base import CollectorError, MetricPoller, MetricRows, RecordSource, SourceRecord
@@ -55,7 +55,7 @@ class CollectorRunner:
         pollers: Sequence[MetricPoller] = (),
         settings: RunnerSettings | None = None,
         health: HealthBoard | None = None,
-        clock: Callable[[], datetime] | None = None,
+        clock: Clock = utc_now,
     ) -> None:
         self._store = store
         self._writer = writer
@@ -63,7 +63,7 @@ class CollectorRunner:
         self._pollers = list(pollers)
         self.settings = settings or RunnerSettings()
         self.health = health or HealthBoard()
-        self._clock = clock or store.now
+        self._clock = clock
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         names = [c.name for c in (*self._sources, *self._pollers)]

@@ -17,7 +17,7 @@ Samples about the whole server (``Requests2XX``, ``nv_cpu_utilization``) have ``
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
@@ -25,8 +25,10 @@ from urllib.parse import quote
 import requests
 from pydantic import BaseModel, ConfigDict, Field
 
+from telemetry.clock import Clock, epoch_ms, utc_now
+
 from .base import CollectorError, MetricRows
-from .promtext import PromTextError, Sample, epoch_ms, http_get, parse_samples, utc_now
+from .promtext import PromTextError, Sample, http_get, parse_samples
 
 __all__ = [
     "TorchServeMetricsPoller",
@@ -43,7 +45,6 @@ DEFAULT_ROUTE = "default"
 
 # (model, model_version, metric, value, labels)
 Row = tuple[str, str, str, float, dict[str, str]]
-Clock = Callable[[], datetime]
 
 
 class _PollerSettings(BaseModel):

@@ -8,13 +8,15 @@ the console opens ``$WATCHLOOP_STORE_URL``. Query results are cached for a few s
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pandas as pd
 import streamlit as st
 
 import drift.queries as monitor_queries
+from drift.evidence import ratio
 from telemetry import Store, open_store, queries
+from telemetry.clock import utc_now
 
 from .shared import STORE_URL_ENV, shared_store
 
@@ -61,23 +63,19 @@ def recent_dead_letters(limit: int = 50) -> pd.DataFrame:
 @st.cache_data(ttl=5, show_spinner=False)
 def model_traffic(minutes: int) -> pd.DataFrame:
     """Requests, errors and latency quantiles per model version."""
-    rows = queries.model_traffic(get_store(), minutes)
-    for row in rows:
-        p50, _, p95, p99 = row.pop("q")
-        row.update({"p50 ms": p50, "p95 ms": p95, "p99 ms": p99})
-        row["error rate"] = row["errors"] / row["requests"] if row["requests"] else 0.0
-    return pd.DataFrame(rows)
+    rows = queries.model_traffic(get_store(), minutes, now=utc_now())
+    shown = [{"model": r["model"], "model_version": r["model_version"],
+              "requests": r["requests"], "errors": r["errors"], "p50 ms": r["p50_ms"],
+              "p95 ms": r["p95_ms"], "p99 ms": r["p99_ms"],
+              "error rate": ratio(r["errors"], r["requests"])} for r in rows]
+    return pd.DataFrame(shown)
 
 
 @st.cache_data(ttl=5, show_spinner=False)
 def requests_per_minute(minutes: int) -> pd.DataFrame:
     """Requests per minute and model version, for the traffic chart."""
-    return get_store().query_df(
-        "SELECT minute, concat(model, ' v', model_version) AS version, sum(requests) AS requests "
-        "FROM inference_rollup_1m WHERE minute >= now() - toIntervalMinute({m:UInt32}) "
-        "GROUP BY minute, version ORDER BY minute",
-        {"m": minutes},
-    )
+    return pd.DataFrame(queries.requests_per_minute(get_store(), minutes, now=utc_now()),
+                        columns=["minute", "version", "requests"])
 
 
 @st.cache_data(ttl=5, show_spinner=False)
@@ -89,13 +87,13 @@ def collector_health() -> pd.DataFrame:
 @st.cache_data(ttl=5, show_spinner=False)
 def kafka_lag(minutes: int) -> pd.DataFrame:
     """Lag and worst partition status per consumer group and topic."""
-    return pd.DataFrame(queries.kafka_lag_by_group(get_store(), minutes))
+    return pd.DataFrame(queries.kafka_lag_by_group(get_store(), minutes, now=utc_now()))
 
 
 @st.cache_data(ttl=5, show_spinner=False)
 def gpus(minutes: int) -> pd.DataFrame:
     """Each GPU's newest readings."""
-    return pd.DataFrame(queries.gpu_latest(get_store(), minutes))
+    return pd.DataFrame(queries.gpu_latest(get_store(), minutes, now=utc_now()))
 
 
 @st.cache_data(ttl=10, show_spinner=False)
@@ -113,14 +111,14 @@ def latest_drift(model: str, version: str) -> pd.DataFrame:
 @st.cache_data(ttl=10, show_spinner=False)
 def drift_history(model: str, version: str, minutes: int) -> pd.DataFrame:
     """Drift scores of a model version over the last minutes."""
-    since = datetime.now(UTC) - timedelta(minutes=minutes)
+    since = utc_now() - timedelta(minutes=minutes)
     return pd.DataFrame(monitor_queries.drift_history(get_store(), model, version, since))
 
 
 @st.cache_data(ttl=10, show_spinner=False)
 def monitor_metrics(model: str, version: str, monitor: str, minutes: int) -> pd.DataFrame:
     """A monitor's metrics (quality, latency) for a model version over the last minutes."""
-    since = datetime.now(UTC) - timedelta(minutes=minutes)
+    since = utc_now() - timedelta(minutes=minutes)
     return pd.DataFrame(
         monitor_queries.metric_history(get_store(), model, version, monitor, since))
 

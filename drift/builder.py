@@ -7,13 +7,14 @@ profile for the same data.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 
 from telemetry import Store
+from telemetry.clock import Clock, utc_now
 
 from .errors import ProfileError
 from .histograms import ColumnRef, ColumnSummary, Window, WindowStatistics, column_ref
@@ -43,11 +44,11 @@ class ProfileBuilder:
         store: Store | None = None,
         settings: ProfileSettings | None = None,
         *,
-        clock: Callable[[], datetime] | None = None,
+        clock: Clock = utc_now,
     ) -> None:
         self._store = store
         self.settings = settings or ProfileSettings()
-        self._clock = clock or _now_millis
+        self._clock = clock
 
     # --- from training data ----------------------------------------------------------------------
 
@@ -242,12 +243,6 @@ class ProfileBuilder:
         assert self._store is not None
         return int(self._store.scalar(f"SELECT count() FROM ({window.labels_sql()})",
                                       window.params()) or 0)
-
-
-def _now_millis() -> datetime:
-    """Now, at the store's millisecond precision (so a saved profile reads back equal)."""
-    moment = datetime.now(UTC)
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def _quantile_edges(summary: ColumnSummary) -> list[float]:

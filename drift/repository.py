@@ -7,12 +7,12 @@ was in force at the time.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from telemetry import PointInTime, Store
+from telemetry.clock import Clock, utc_now
 from telemetry.records import utc
 
 from .errors import ProfileNotFoundError
@@ -49,9 +49,9 @@ class ProfileInfo:
 class ProfileRepository:
     """Saves and loads reference profiles."""
 
-    def __init__(self, store: Store, *, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(self, store: Store, *, clock: Clock = utc_now) -> None:
         self._store = store
-        self._clock = clock or store.now
+        self._clock = clock
 
     def save(self, profile: ReferenceProfile) -> str:
         """Store ``profile``; returns its id."""

@@ -11,11 +11,12 @@ so the newest result is always the current one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from telemetry import PointInTime, Store
+from telemetry.clock import Clock, utc_now
 from telemetry.records import utc
 
 from .detector import DriftReport
@@ -36,9 +37,9 @@ _METRIC_COLUMNS = ("ts", "ingest_time", "monitor", "model", "model_version", "wi
 class ResultWriter:
     """Writes monitor results; one insert per report."""
 
-    def __init__(self, store: Store, *, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(self, store: Store, *, clock: Clock = utc_now) -> None:
         self._store = store
-        self._clock = clock or store.now
+        self._clock = clock
 
     def write_drift(self, report: DriftReport, ts: datetime) -> int:
         """Write a drift report's rows; returns how many.

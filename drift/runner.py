@@ -15,10 +15,11 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from telemetry import Store, StoreError
 from telemetry.claims import TickClaims
+from telemetry.clock import Clock, utc_now
 
 from .detector import DriftMonitor, DriftReport
 from .errors import DriftError
@@ -59,7 +60,7 @@ class MonitorRunner:
         settings: MonitorSettings,
         store: Store,
         *,
-        clock: Callable[[], datetime] | None = None,
+        clock: Clock = utc_now,
         profiles: ProfileRepository | None = None,
         writer: ResultWriter | None = None,
         claims: TickClaims | None = None,
@@ -67,7 +68,7 @@ class MonitorRunner:
     ) -> None:
         self.settings = settings
         self._store = store
-        self._clock = clock or (lambda: datetime.now(UTC))
+        self._clock = clock
         self._profiles = profiles or ProfileRepository(store, clock=self._clock)
         self._writer = writer or ResultWriter(store, clock=self._clock)
         self._drift = DriftMonitor(store, settings.drift)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from telemetry import PointInTime, Store
+from telemetry.queries import traffic
 from telemetry.records import utc
 
 from .evidence import NO_DATA, OK, Status, coverage, ratio
@@ -99,22 +100,13 @@ class LatencyMonitor:
         minute (or only ``model``/``version``)."""
         end = floor_minute(now)
         start = end - (window or self.settings.window)
-        rows = self._store.query(
-            "SELECT model, model_version, sum(requests), sum(errors), sum(latency_sum_ms), "
-            "max(latency_max_ms), quantilesMerge(0.5, 0.9, 0.95, 0.99)(latency_quantiles), "
-            "min(minute) "
-            "FROM inference_rollup_1m "
-            "WHERE minute >= {start:DateTime('UTC')} AND minute < {end:DateTime('UTC')} "
-            "AND ({m:String} = '' OR model = {m:String}) "
-            "AND ({v:String} = '' OR model_version = {v:String}) "
-            "GROUP BY model, model_version ORDER BY model, model_version",
-            {"start": start, "end": end, "m": model or "", "v": version or ""},
-        )
         return [
-            TrafficStats(m, v, start, end, int(n), int(e), ratio(float(total), n),
-                         float(peak), *(float(x) for x in q),
-                         coverage=coverage(start, end, first))
-            for m, v, n, e, total, peak, q, first in rows
+            TrafficStats(r["model"], r["model_version"], start, end, int(r["requests"]),
+                         int(r["errors"]), ratio(float(r["latency_sum_ms"]), r["requests"]),
+                         float(r["latency_max_ms"]), float(r["p50_ms"]), float(r["p90_ms"]),
+                         float(r["p95_ms"]), float(r["p99_ms"]),
+                         coverage=coverage(start, end, r["first_minute"]))
+            for r in traffic(self._store, start, end, model=model or "", version=version or "")
         ]
 
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError, to_json
 
+from .clock import Clock, epoch_ms, utc_now
 from .errors import StoreError, StoreUnavailableError
 from .intake import IntakeResult, SqlLogIntake
 from .metrics import IngestMetrics
@@ -76,13 +77,6 @@ class IngestResult:
             duplicate_indexes=duplicates)
 
 
-def _ticks(moment: datetime) -> int:
-    """Milliseconds since the epoch, the fastest form to insert into DateTime64(3)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
-
-
 class TelemetryWriter:
     """Writes validated inference logs and labels to the store; rejects go to dead letters.
 
@@ -98,7 +92,7 @@ class TelemetryWriter:
         known_models: Collection[str] | None = None,
         max_record_bytes: int = MAX_RECORD_BYTES,
         max_future_skew: timedelta = MAX_FUTURE_SKEW,
-        clock: Callable[[], datetime] | None = None,
+        clock: Clock = utc_now,
         metrics: IngestMetrics | None = None,
     ) -> None:
         self._store = store
@@ -106,7 +100,7 @@ class TelemetryWriter:
         self._max_record_bytes = max_record_bytes
         self._skew = max_future_skew
         self._models = sorted(known_models) if known_models else None
-        self._clock = clock or store.now
+        self._clock = clock
         self._intake = SqlLogIntake(store, known_models=known_models,
                                     max_future_skew=max_future_skew)
 
@@ -117,7 +111,7 @@ class TelemetryWriter:
         records it cannot decode are explained here by the pydantic model.
         """
         result = IngestResult()
-        ingest_ms = _ticks(self._clock())
+        ingest_ms = epoch_ms(self._clock())
         payloads: list[bytes] = []
         origin: list[int] = []  # index in ``records`` of each payload sent to the store
         for index, raw in enumerate(records):
@@ -191,7 +185,7 @@ class TelemetryWriter:
     def write_labels(self, records: Sequence[Any], source: str) -> IngestResult:
         """Validate and store delayed labels (dicts, or JSON text/bytes, one per record)."""
         result = IngestResult()
-        ingest_ms = _ticks(self._clock())
+        ingest_ms = epoch_ms(self._clock())
         rows: dict[str, list[Any]] = {name: [] for name in _LABEL_COLUMNS}
         rows["index"] = []
         seen: set[tuple[str, str, int]] = set()
@@ -203,7 +197,7 @@ class TelemetryWriter:
                 continue
             label = record.label
             text = label if isinstance(label, str) else _number_text(label)
-            key = (record.request_id, text, _ticks(record.label_time))
+            key = (record.request_id, text, epoch_ms(record.label_time))
             if key in seen:
                 result.duplicates += 1
                 result.duplicate_indexes.append(index)
@@ -232,7 +226,7 @@ class TelemetryWriter:
             Rejection(i, payload_text(payload), reason)
             for i, (payload, reason) in enumerate(rejected)
         ])
-        self._dead_letter(result, source, kind, _ticks(self._clock()))
+        self._dead_letter(result, source, kind, epoch_ms(self._clock()))
         self._count(result, kind, source)
         return result.rejected
 

@@ -22,8 +22,9 @@ import threading
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
+from .clock import from_epoch_ms
 from .records import (
     EPOCH_LIMITS,
     ISO_TIME,
@@ -88,7 +89,7 @@ def _first(*checks: tuple[str, str]) -> str:
 
 
 def _epoch_ms(number: str) -> str:
-    """Milliseconds of a Unix time number (``records.epoch_ms``); 0 for the negative ones,
+    """Milliseconds of a Unix time number (``records.unix_number_ms``); 0 for negative ones,
     which are refused with their own message (a huge one would overflow Int64)."""
     arms = ", ".join(f"{number} < {limit:g}, {number} * {mul:g} / {div:g}"
                      for limit, mul, div in EPOCH_LIMITS)
@@ -311,7 +312,7 @@ class SqlLogIntake:
                     self._store.command(f"TRUNCATE TABLE {table}")
 
     def _parameters(self, ingest_ms: int, source: str) -> dict:
-        ingest = datetime.fromtimestamp(ingest_ms / 1000, UTC)
+        ingest = from_epoch_ms(ingest_ms)
         return {"oldest": ingest - LOG_RETENTION, "newest": ingest + self._skew,
                 "ingest": ingest, "source": source, "models": self._models or [""],
                 "check_models": int(bool(self._models)), "iso": ISO_TIME,

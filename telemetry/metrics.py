@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from .clock import Clock, utc, utc_now
 from .errors import StoreError
 from .queries import table_summaries
-from .records import utc
 from .store import Store
 
 log = logging.getLogger("watchloop.metrics")
@@ -76,7 +75,7 @@ class StoreFreshness(Collector):
     """``watchloop_table_freshness_seconds`` and ``watchloop_table_rows`` per fact table,
     read from the store when scraped (one query)."""
 
-    def __init__(self, store: Store, clock: Callable[[], datetime]) -> None:
+    def __init__(self, store: Store, clock: Clock = utc_now) -> None:
         self._store = store
         self._clock = clock
 

@@ -100,6 +100,7 @@ class MigrationLock:
                     return self
             except StoreError as exc:
                 raise MigrationError(f"cannot take the migration lock: {exc}") from exc
+            # the lock's age on the server's own clock: both times are the server's
             age = self._store.scalar(
                 "SELECT dateDiff('second', metadata_modification_time, now()) "
                 "FROM system.tables WHERE database = {db:String} AND name = {name:String}",

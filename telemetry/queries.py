@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from .clock import utc, utc_now
 from .store import Store
 
 #: Fact tables and the columns that hold their event time and ingest time.
@@ -69,16 +70,49 @@ def dead_letter_reasons(store: Store, limit: int = 20) -> list[dict]:
     )
 
 
-def model_traffic(store: Store, minutes: int = 60) -> list[dict]:
-    """Requests, errors and latency quantiles per model version over the last minutes."""
+def traffic(store: Store, start: datetime, end: datetime, *, model: str = "",
+            version: str = "") -> list[dict]:
+    """Requests, errors and latency per model version over the rollup minutes in
+    [start, end): the one traffic query, for the monitors and the console alike.
+
+    Each row has ``requests``, ``errors``, ``latency_sum_ms``, ``latency_max_ms``, the merged
+    quantiles ``p50_ms``, ``p90_ms``, ``p95_ms``, ``p99_ms`` and ``first_minute`` (the first
+    minute with data); ``model``/``version`` narrow it to one model or version.
+    """
     return store.query_dicts(
         "SELECT model, model_version, sum(requests) AS requests, sum(errors) AS errors, "
-        "quantilesMerge(0.5, 0.9, 0.95, 0.99)(latency_quantiles) AS q "
-        "FROM inference_rollup_1m "
-        "WHERE minute >= now() - toIntervalMinute({minutes:UInt32}) "
+        "sum(latency_sum_ms) AS latency_sum_ms, max(latency_max_ms) AS latency_max_ms, "
+        "quantilesMerge(0.5, 0.9, 0.95, 0.99)(latency_quantiles) AS q, "
+        "q[1] AS p50_ms, q[2] AS p90_ms, q[3] AS p95_ms, q[4] AS p99_ms, "
+        "min(minute) AS first_minute FROM inference_rollup_1m "
+        "WHERE minute >= {start:DateTime('UTC')} AND minute < {end:DateTime('UTC')} "
+        "AND ({m:String} = '' OR model = {m:String}) "
+        "AND ({v:String} = '' OR model_version = {v:String}) "
         "GROUP BY model, model_version ORDER BY model, model_version",
-        {"minutes": minutes},
+        {"start": utc(start), "end": utc(end), "m": model, "v": str(version)},
     )
+
+
+def model_traffic(store: Store, minutes: int = 60, *, now: datetime | None = None) -> list[dict]:
+    """``traffic`` over the last minutes up to ``now``, the minute in progress included."""
+    end = _next_minute(now or utc_now())
+    return traffic(store, end - timedelta(minutes=minutes + 1), end)
+
+
+def requests_per_minute(store: Store, minutes: int = 60, *,
+                        now: datetime | None = None) -> list[dict]:
+    """Requests per minute and model version over the last minutes, for charts."""
+    end = _next_minute(now or utc_now())
+    return store.query_dicts(
+        "SELECT minute, concat(model, ' v', model_version) AS version, sum(requests) AS requests "
+        "FROM inference_rollup_1m WHERE minute >= {start:DateTime('UTC')} "
+        "AND minute < {end:DateTime('UTC')} GROUP BY minute, version ORDER BY minute",
+        {"start": end - timedelta(minutes=minutes + 1), "end": end},
+    )
+
+
+def _next_minute(moment: datetime) -> datetime:
+    return utc(moment).replace(second=0, microsecond=0) + timedelta(minutes=1)
 
 
 def collector_health(store: Store) -> list[dict]:
@@ -93,7 +127,8 @@ def collector_health(store: Store) -> list[dict]:
     )
 
 
-def kafka_lag_by_group(store: Store, minutes: int = 15) -> list[dict]:
+def kafka_lag_by_group(store: Store, minutes: int = 15, *,
+                       now: datetime | None = None) -> list[dict]:
     """Per consumer group and topic: total lag, the oldest unconsumed record's age, and the
     worst partition status with its reason, from each partition's newest sample."""
     return store.query_dicts(
@@ -105,14 +140,14 @@ def kafka_lag_by_group(store: Store, minutes: int = 15) -> list[dict]:
         # from healthy to worst: a status's place in this list is its severity
         "      indexOf(['OK', 'WARN', 'REWIND', 'STALL', 'STOP'], st) AS severity, "
         "      argMax(reason, ts) AS why, max(ts) AS at FROM kafka_lag "
-        "      WHERE ts >= now() - toIntervalMinute({m:UInt32}) "
+        "      WHERE ts >= {since:DateTime64(3, 'UTC')} "
         "      GROUP BY consumer_group, topic, partition) "
         "GROUP BY consumer_group, topic ORDER BY consumer_group, topic",
-        {"m": minutes},
+        {"since": utc(now or utc_now()) - timedelta(minutes=minutes)},
     )
 
 
-def gpu_latest(store: Store, minutes: int = 15) -> list[dict]:
+def gpu_latest(store: Store, minutes: int = 15, *, now: datetime | None = None) -> list[dict]:
     """Each GPU's newest utilisation, memory, temperature and power (NVML or DCGM names)."""
     return store.query_dicts(
         "SELECT host, gpu, any(gpu_uuid) AS uuid, max(ts) AS as_of, "
@@ -125,7 +160,7 @@ def gpu_latest(store: Store, minutes: int = 15) -> list[dict]:
         "  AS temperature_c, "
         "argMaxIf(value, ts, metric IN ('nvml_power_usage_watts', 'DCGM_FI_DEV_POWER_USAGE')) "
         "  AS power_w "
-        "FROM gpu_metrics WHERE ts >= now() - toIntervalMinute({m:UInt32}) AND gpu_uuid != '' "
+        "FROM gpu_metrics WHERE ts >= {since:DateTime64(3, 'UTC')} AND gpu_uuid != '' "
         "GROUP BY host, gpu ORDER BY host, gpu",
-        {"m": minutes},
+        {"since": utc(now or utc_now()) - timedelta(minutes=minutes)},
     )

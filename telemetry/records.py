@@ -66,6 +66,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from .clock import from_epoch_ms, utc  # noqa: F401  (utc: part of this module's API)
+
 #: Records above this many bytes of JSON are dead-lettered rather than stored.
 MAX_RECORD_BYTES = 64 * 1024
 #: Retention of the tables (their TTLs in migration 0001). An older record would be dropped
@@ -192,7 +194,7 @@ def _scalar(value: Any) -> float | str | None:
     raise _problem(f"expected a number, a string or a boolean, got {json_type(value)}")
 
 
-def epoch_ms(number: float) -> int:
+def unix_number_ms(number: float) -> int:
     """Milliseconds since the epoch of a Unix time in s, ms, µs or ns (told by magnitude)."""
     for limit, multiplier, divisor in EPOCH_LIMITS:
         if number < limit:
@@ -219,13 +221,13 @@ def _moment(value: Any) -> int:
         number = _number(value)
         if number < 0:
             raise _problem("a Unix time number must not be negative")
-        return epoch_ms(number)
+        return unix_number_ms(number)
     raise _problem(f"expected ISO 8601 text or a Unix time number, got {json_type(value)}")
 
 
 def ms_text(ms: int) -> str:
     """A time in the form messages use (and ClickHouse prints): 2026-11-25 10:00:00.123."""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    return from_epoch_ms(ms).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 def _bounded_time(retention: timedelta) -> Any:
@@ -241,7 +243,7 @@ def _bounded_time(retention: timedelta) -> Any:
                                "of the ingest time (ingest.max_future_skew)")
         if not -62135596800000 <= ms <= 253402300799999:
             raise _problem(f"{ms} ms is outside the years 1 to 9999")
-        return datetime.fromtimestamp(ms / 1000, UTC)
+        return from_epoch_ms(ms)
 
     return PlainValidator(validate, json_schema_input_type=str | float)
 
@@ -331,13 +333,6 @@ class Rejection:
     index: int
     payload: str
     reason: str
-
-
-def utc(moment: datetime) -> datetime:
-    """Return ``moment`` as an aware UTC datetime (naive values are taken to be UTC)."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 class _Pairs(dict):

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from .clock import Clock, utc_now
 from .errors import StoreError
 from .store import Store
 
@@ -83,11 +83,11 @@ class RollupReconciler:
     name = "rollup"
 
     def __init__(self, store: Store, *, interval_s: float = 30.0,
-                 clock: Callable[[], datetime] | None = None,
+                 clock: Clock = utc_now,
                  chunk: int = 500) -> None:
         self._store = store
         self._interval_s = interval_s
-        self._clock = clock or store.now
+        self._clock = clock
         self._chunk = chunk
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

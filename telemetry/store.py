@@ -21,11 +21,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
+from .clock import utc_now
 from .errors import StoreError, StoreLockedError, StoreNotFoundError, StoreUnavailableError
 
 log = logging.getLogger("watchloop.store")
@@ -190,9 +191,8 @@ class Store:
             return False
 
     def now(self) -> datetime:
-        """The current time as the store records it (UTC, millisecond precision)."""
-        moment = datetime.now(UTC)
-        return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+        """The current time as the store records it (``clock.utc_now``)."""
+        return utc_now()
 
     def close(self) -> None:
         """Close the client; an embedded store flushes and releases its directory lock."""

@@ -19,8 +19,8 @@ import pytest
 
 from collectors.base import CollectorError, MetricPoller, MetricRows
 from collectors.gpu import DcgmExporterPoller, DcgmExporterSettings, NvmlGpuPoller, NvmlSettings
-from collectors.promtext import epoch_ms
 from telemetry import Store
+from telemetry.clock import epoch_ms
 from watchloop.services.base import free_port
 
 DATA = Path(__file__).parent / "data"

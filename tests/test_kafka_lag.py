@@ -7,6 +7,7 @@ import math
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 
 import pytest
 from pydantic import ValidationError
@@ -20,6 +21,7 @@ from collectors.kafka_lag import (
     estimate_record_age,
 )
 from telemetry import Store
+from telemetry.clock import from_epoch_ms
 from watchloop.services import KafkaBroker, free_port
 
 kafka = pytest.importorskip("kafka")
@@ -38,8 +40,8 @@ class Clock:
     def __init__(self, now: float) -> None:
         self.now = now
 
-    def __call__(self) -> float:
-        return self.now
+    def __call__(self) -> datetime:
+        return from_epoch_ms(round(self.now * 1000))
 
 
 @pytest.fixture

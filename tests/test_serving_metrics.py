@@ -13,7 +13,6 @@ import pytest
 import requests
 
 from collectors.base import CollectorError, MetricPoller, MetricRows
-from collectors.promtext import epoch_ms
 from collectors.serving_metrics import (
     TorchServeMetricsPoller,
     TorchServeMetricsSettings,
@@ -21,6 +20,7 @@ from collectors.serving_metrics import (
     TritonMetricsSettings,
 )
 from telemetry import Store
+from telemetry.clock import epoch_ms
 from watchloop.services import TorchServeServer, TritonServer, write_doubling_model
 from watchloop.services.base import free_port, venv_bin
 

@@ -9,12 +9,12 @@ import threading
 import time
 import uuid
 from collections import deque
-from datetime import UTC, datetime
 from typing import Any
 
 from drift import ProfileBuilder, ProfileRepository
 from drift.settings import MonitorSettings
 from telemetry import Store, TelemetryWriter
+from telemetry.clock import utc_now
 
 DEMO_MODELS = {"fraud": ["1", "2"], "recs": ["7"], "trust-safety": ["3"]}
 
@@ -79,7 +79,7 @@ class DemoTraffic:
             "request_id": uuid.uuid4().hex,
             "model": model,
             "version": version,
-            "event_time": datetime.now(UTC).isoformat(),
+            "event_time": utc_now().isoformat(),
             "latency_ms": rnd.lognormvariate(1.2, 0.4) * (8 if slow else 1),
             "status": "error" if rnd.random() < 0.003 else "ok",
             "features": features,
@@ -89,7 +89,7 @@ class DemoTraffic:
             label = int(rnd.random() < score)
             self._pending_labels.append((time.monotonic() + self._label_delay, {
                 "request_id": record["request_id"], "label": label,
-                "label_time": datetime.now(UTC).isoformat()}))
+                "label_time": utc_now().isoformat()}))
         return record
 
     def _release_labels(self) -> None:

@@ -66,7 +66,7 @@ def build_components(
     config: WatchloopConfig, store: Store, writer: TelemetryWriter, registry: CollectorRegistry
 ) -> list[Component]:
     """Every component the config asks for, in start order."""
-    registry.register(StoreFreshness(store, store.now))
+    registry.register(StoreFreshness(store))
     components: list[Component] = [RollupReconciler(
         store, interval_s=config.ingest.rollup_check_interval.total_seconds())]
     sources = [build_source(settings) for settings in config.collectors.sources]

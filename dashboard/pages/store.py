@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import plotly.express as px
 import streamlit as st
 
 from dashboard import data, widgets
+from telemetry.clock import utc, utc_now
 
 
 def _age(moment: object) -> str:
     if not isinstance(moment, datetime):
         return "never"
-    seconds = (datetime.now(UTC) - moment.replace(tzinfo=UTC)).total_seconds()
+    seconds = (utc_now() - utc(moment)).total_seconds()
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds / size:.0f}{unit} ago"
