@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from telemetry.errors import WatchloopError
+from telemetry.errors import AuthenticationError, UnavailableError, WatchloopError
 
 RecordKind = Literal["log", "label"]
 
@@ -79,3 +79,18 @@ class MetricPoller(Protocol):
 
 class CollectorError(WatchloopError):
     """A source or a scraped system could not be read; the message names it and its address."""
+
+
+class CollectorUnavailableError(CollectorError, UnavailableError):
+    """A source or a scraped system did not answer: retried with backoff."""
+
+
+class CollectorAuthenticationError(CollectorError, AuthenticationError):
+    """A source or a scraped system refused the credentials: retried only slowly."""
+
+
+#: The collectors' error for each kind of client-library failure (``telemetry.boundary``).
+COLLECTOR_ERRORS: dict[str, type[CollectorError]] = {
+    "unavailable": CollectorUnavailableError, "auth": CollectorAuthenticationError,
+    "failed": CollectorError,
+}

@@ -23,7 +23,7 @@ pytest_plugins = ["tests.plugins.services"]
 SERVER_MODULES = frozenset({
     "test_store", "test_ingest", "test_ingest_hostile", "test_rollup", "test_drift",
     "test_drift_profiles", "test_drift_runner", "test_quality", "test_slo",
-    "test_result_evidence",
+    "test_result_evidence", "test_clock",
 })
 
 

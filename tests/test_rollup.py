@@ -114,7 +114,7 @@ def test_kill_9_during_http_ingest_never_leaves_the_rollup_diverged(tmp_path):
             client.start()
         time.sleep(1.5)
         process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
+        process.communicate(timeout=30)  # reaps it and closes its pipes
         stop.set()
         for client in clients:
             client.join(timeout=30)

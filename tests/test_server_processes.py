@@ -99,7 +99,7 @@ def test_a_killed_writers_scratch_tables_are_dropped_on_a_server(clickhouse_serv
          url, "x"], env=_env(clickhouse_server), stdout=subprocess.PIPE, text=True)
     assert writer.stdout.readline().strip() == "ready"
     writer.kill()  # kill -9: its scratch tables stay behind
-    writer.wait(timeout=30)
+    writer.communicate(timeout=30)
     monkeypatch.setenv(PASSWORD_ENV, clickhouse_server.password)
     scratch = ("SELECT count() FROM system.tables WHERE database = {db:String} "
                "AND name LIKE '\\\\_%\\\\_logs\\\\_%'")

@@ -268,7 +268,7 @@ def test_kill_9_mid_stream_then_restart_stores_every_record_exactly_once(transpo
             if i == total // 2 + 200:
                 collector.send_signal(signal.SIGKILL)
         transport.flush()
-        collector.wait(timeout=30)
+        collector.communicate(timeout=30)
         acknowledged = transport.acknowledged()
         stored_at_kill = read_store(url, "SELECT uniqExact(request_id) FROM inference_logs")[0][0]
         # Nothing is acknowledged before it is stored (or dead-lettered).
@@ -276,6 +276,7 @@ def test_kill_9_mid_stream_then_restart_stores_every_record_exactly_once(transpo
     finally:
         if collector.poll() is None:
             collector.kill()
+            collector.communicate(timeout=30)
     restarted = _start_collector(tmp_path, transport)
     try:
         wait_until(lambda: transport.acknowledged() == total, timeout=240, every=1)

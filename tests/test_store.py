@@ -136,7 +136,7 @@ def test_a_second_process_opening_the_same_embedded_store_gets_a_clear_error(tmp
         assert "Only one process can own an embedded store" in second.stderr
     finally:
         holder.kill()
-        holder.wait()
+        holder.communicate(timeout=30)
 
 
 def test_an_embedded_store_keeps_rows_after_its_owner_is_killed(tmp_path):
