@@ -46,9 +46,11 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from collectors.base import CollectorError, MetricRows
+from collectors.base import COLLECTOR_ERRORS, CollectorError, MetricRows
 from collectors.lag_status import LagSample, LagStatusEvaluator
+from telemetry.boundary import classify, translate
 from telemetry.clock import Clock, epoch_ms, utc_now
+from telemetry.extras import require
 
 __all__ = [
     "KafkaLagPoller",
@@ -491,13 +493,16 @@ class KafkaLagPoller:
 
     @contextmanager
     def _translated(self, action: str) -> Iterator[None]:
-        """Turn client-library errors into ``CollectorError`` naming the bootstrap address."""
+        """Client-library errors as collector errors naming the bootstrap address."""
         try:
             yield
         except CollectorError:
             raise
-        except (OSError, *_kafka_error_types()) as exc:
-            raise CollectorError(f"kafka lag at {self._address}: {action} failed: {exc}") from exc
+        except Exception as exc:
+            if classify(exc) is None:
+                raise
+            raise translate(exc, "Kafka", self._address, COLLECTOR_ERRORS,
+                            f"kafka lag: {action}") from exc
 
 
 def _group_active(state: str | None) -> bool | None:
@@ -510,16 +515,4 @@ def _group_active(state: str | None) -> bool | None:
 
 
 def _import_kafka() -> Any:
-    try:
-        import kafka
-    except ImportError as exc:
-        raise CollectorError(f"the kafka-lag poller needs kafka-python: {INSTALL_HINT}") from exc
-    return kafka
-
-
-def _kafka_error_types() -> tuple[type[BaseException], ...]:
-    try:
-        from kafka.errors import KafkaError
-    except ImportError:
-        return ()
-    return (KafkaError,)
+    return require("kafka", "the kafka-lag poller")

@@ -14,9 +14,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from telemetry.boundary import translate, translated
+from telemetry.extras import require
 from telemetry.problems import raise_at
 
-from .base import CollectorError, SourceBatch, SourceRecord
+from .base import COLLECTOR_ERRORS, CollectorError, SourceBatch, SourceRecord
 from .payloads import split_message
 
 log = logging.getLogger("watchloop.collectors.kafka")
@@ -108,8 +110,7 @@ class KafkaSource:
     def _connect(self) -> Any:
         if self._consumer is not None:
             return self._consumer
-        from kafka import KafkaConsumer
-        from kafka.errors import KafkaError
+        KafkaConsumer = require("kafka", "the Kafka source").KafkaConsumer  # noqa: N806
 
         s = self.settings
         options: dict[str, Any] = {
@@ -132,12 +133,9 @@ class KafkaSource:
             options.update(sasl_mechanism=s.sasl_mechanism, sasl_plain_username=s.sasl_username,
                            sasl_plain_password=s.password.get_secret_value() if s.password
                            else None)
-        try:
+        with translated("Kafka", s.bootstrap_servers, COLLECTOR_ERRORS):
             consumer = (self._consumer_factory or KafkaConsumer)(**options)
             consumer.subscribe(list(self._kinds))
-        except KafkaError as exc:
-            raise CollectorError(
-                f"cannot reach Kafka at {s.bootstrap_servers}: {exc}") from exc
         self._consumer = consumer
         return consumer
 
@@ -159,8 +157,8 @@ class KafkaSource:
             try:
                 fetched = consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=messages)
             except KafkaError as exc:
-                raise CollectorError(
-                    f"polling Kafka at {self.settings.bootstrap_servers} failed: {exc}") from exc
+                raise translate(exc, "Kafka", self.settings.bootstrap_servers,
+                                COLLECTOR_ERRORS, "polling") from exc
             self._hold(fetched)
         records, self._held = self._held[:max_records], self._held[max_records:]
         return SourceBatch(records, lag=self._lag(consumer) if records else None)
@@ -210,8 +208,8 @@ class KafkaSource:
         try:
             consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in pending.items()})
         except KafkaError as exc:
-            raise CollectorError(f"committing offsets to {self.settings.bootstrap_servers} "
-                                 f"failed (will retry): {exc}") from exc
+            raise translate(exc, "Kafka", self.settings.bootstrap_servers, COLLECTOR_ERRORS,
+                            "committing offsets (will retry)") from exc
         self._uncommitted = {}
 
     def _lag(self, consumer: Any) -> float | None:

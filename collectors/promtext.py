@@ -15,7 +15,14 @@ from datetime import UTC, datetime
 
 import requests
 
-from .base import CollectorError
+from telemetry.boundary import classify
+
+from .base import (
+    COLLECTOR_ERRORS,
+    CollectorAuthenticationError,
+    CollectorError,
+    CollectorUnavailableError,
+)
 
 __all__ = ["PromTextError", "Sample", "http_get", "parse_samples"]
 
@@ -100,12 +107,17 @@ def http_get(
     try:
         response = session.get(url, timeout=timeout_s)
     except requests.Timeout as exc:
-        raise CollectorError(f"{service} at {url}: no answer within {timeout_s:g} s") from exc
+        raise CollectorUnavailableError(
+            f"{service} at {url}: no answer within {timeout_s:g} s") from exc
     except requests.RequestException as exc:
-        raise CollectorError(f"{service} at {url}: {_reason(exc)}") from exc
+        kind = classify(exc) or "failed"
+        raise COLLECTOR_ERRORS[kind](f"{service} at {url}: {_reason(exc)}") from exc
     if not response.ok and response.status_code not in accept:
         body = response.text[:200].strip()
-        raise CollectorError(f"{service} at {url}: HTTP {response.status_code} {body}")
+        refused = response.status_code in (401, 403)
+        error = CollectorAuthenticationError if refused else CollectorError
+        raise error(f"{service} at {url}: HTTP {response.status_code} {body}"
+                    + (" (check the credentials; retrying will not help)" if refused else ""))
     return response
 
 

@@ -14,9 +14,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from telemetry.boundary import translate, translated
+from telemetry.extras import require
 from telemetry.problems import raise_at
 
-from .base import CollectorError, SourceBatch, SourceRecord
+from .base import COLLECTOR_ERRORS, SourceBatch, SourceRecord
 from .payloads import split_message
 
 
@@ -75,9 +77,9 @@ class RedisStreamSource:
     def _connect(self) -> Any:
         if self._client is not None:
             return self._client
-        import redis
+        redis = require("redis", "the Redis stream source")
 
-        try:
+        with translated("Redis", self._address(), COLLECTOR_ERRORS):
             client = (self._client_factory or (lambda: redis.Redis.from_url(
                 self.settings.url, socket_timeout=10)))()
             for stream in self._kinds:
@@ -86,8 +88,6 @@ class RedisStreamSource:
                 except redis.ResponseError as exc:
                     if "BUSYGROUP" not in str(exc):
                         raise
-        except redis.RedisError as exc:
-            raise CollectorError(f"cannot reach Redis at {self._address()}: {exc}") from exc
         self._client = client
         return client
 
@@ -110,7 +110,7 @@ class RedisStreamSource:
         return SourceBatch(records, lag=self._lag(client) if records and client else None)
 
     def _read(self, count: int, timeout_s: float) -> list[SourceRecord]:
-        import redis
+        redis = require("redis", "the Redis stream source")
 
         client = self._connect()
         group, me = self.settings.group, self.consumer
@@ -137,8 +137,8 @@ class RedisStreamSource:
             self._client = None
             self._backlog.clear()  # what was delivered but not stored is pending again
             self._held = []
-            raise CollectorError(f"reading streams from Redis at {self._address()} failed: "
-                                 f"{exc}") from exc
+            raise translate(exc, "Redis", self._address(), COLLECTOR_ERRORS,
+                            "reading streams") from exc
         records = []
         for stream, entry_id, fields in entries:
             kind = self._kinds[stream]
@@ -157,7 +157,7 @@ class RedisStreamSource:
 
     def _lag(self, client: Any) -> float | None:
         """Entries not yet delivered to the group (Redis 7 reports it per group)."""
-        import redis
+        redis = require("redis", "the Redis stream source")
 
         total = 0
         try:
@@ -180,7 +180,7 @@ class RedisStreamSource:
         self._ack_pending()
 
     def _ack_pending(self) -> None:
-        import redis
+        redis = require("redis", "the Redis stream source")
 
         if not self._unacked:
             return
@@ -191,8 +191,8 @@ class RedisStreamSource:
             pipe.execute()
         except redis.RedisError as exc:
             self._client = None
-            raise CollectorError(f"XACK to Redis at {self._address()} failed (will retry): "
-                                 f"{exc}") from exc
+            raise translate(exc, "Redis", self._address(), COLLECTOR_ERRORS,
+                            "XACK (will retry)") from exc
         self._unacked = {}
 
     def close(self) -> None:

@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from telemetry import StoreError, TelemetryWriter
 from telemetry.clock import Clock, utc_now
+from telemetry.errors import AuthenticationError
+from telemetry.extras import MissingExtraError
 from telemetry.store import Store
 
 from .base import CollectorError, MetricPoller, MetricRows, RecordSource, SourceRecord
@@ -114,7 +116,10 @@ class CollectorRunner:
                     if self.health.failed(source.name, reason, store=False):
                         log.warning("%s: %s (retrying with backoff)", source.name, reason,
                                     exc_info=not isinstance(exc, CollectorError))
-                    self._stop.wait(delay)
+                    # refused credentials or a missing package are not fixed by a retry in
+                    # a moment: retried at the slowest pace, for when someone fixes them
+                    slow = isinstance(exc, (AuthenticationError, MissingExtraError))
+                    self._stop.wait(settings.backoff_max_s if slow else delay)
                     delay = min(delay * 2, settings.backoff_max_s)
                     continue
                 if batch.records:

@@ -17,18 +17,19 @@ Samples about the whole server (``Requests2XX``, ``nv_cpu_utilization``) have ``
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from urllib.parse import quote
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from telemetry.clock import Clock, epoch_ms, utc_now
 
 from .base import CollectorError, MetricRows
-from .promtext import PromTextError, Sample, http_get, parse_samples
+from .promtext import Sample
+from .scraping import ScrapeSettings, ScrapingPoller
 
 __all__ = [
     "TorchServeMetricsPoller",
@@ -47,19 +48,7 @@ DEFAULT_ROUTE = "default"
 Row = tuple[str, str, str, float, dict[str, str]]
 
 
-class _PollerSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    interval_s: Annotated[float, Field(gt=0)] = 15.0
-    timeout_s: Annotated[float, Field(gt=0)] = 5.0
-
-    @property
-    def collector_name(self) -> str:
-        """The name its health rows and metrics carry."""
-        return self.name
-
-
-class TorchServeMetricsSettings(_PollerSettings):
+class TorchServeMetricsSettings(ScrapeSettings):
     """A TorchServe whose metrics API (``metrics_mode=prometheus``) is scraped."""
 
     type: Literal["torchserve-metrics"] = "torchserve-metrics"
@@ -69,7 +58,7 @@ class TorchServeMetricsSettings(_PollerSettings):
     management_url: str = "http://127.0.0.1:8081"
 
 
-class TritonMetricsSettings(_PollerSettings):
+class TritonMetricsSettings(ScrapeSettings):
     """A Triton whose metrics port and per-version statistics are scraped."""
 
     type: Literal["triton-metrics"] = "triton-metrics"
@@ -81,41 +70,10 @@ class TritonMetricsSettings(_PollerSettings):
     models: list[str] = Field(default_factory=list)
 
 
-class _ScrapingPoller:
-    """What both pollers share: a session (closed only if we made it) and a clock."""
+class _ServingPoller(ScrapingPoller):
+    """A scraping poller whose rows go to ``serving_metrics``."""
 
     server: str
-
-    def __init__(
-        self,
-        settings: TorchServeMetricsSettings | TritonMetricsSettings,
-        session: requests.Session | None,
-        clock: Clock,
-    ) -> None:
-        self.settings = settings
-        self.name = settings.name
-        self.interval_s = settings.interval_s
-        self._own_session = session is None
-        self._session = session if session is not None else requests.Session()
-        self._clock = clock
-
-    def _get(self, url: str, service: str, accept: Collection[int] = ()) -> requests.Response:
-        return http_get(
-            self._session, url, service=service, timeout_s=self.settings.timeout_s, accept=accept
-        )
-
-    def _scrape(self, url: str, service: str) -> list[Sample]:
-        try:
-            return parse_samples(self._get(url, service).text)
-        except PromTextError as exc:
-            raise CollectorError(f"{service} at {url}: not Prometheus text: {exc}") from exc
-
-    @staticmethod
-    def _json(response: requests.Response, service: str) -> Any:
-        try:
-            return response.json()
-        except ValueError as exc:
-            raise CollectorError(f"{service} at {response.url}: answer is not JSON") from exc
 
     def _rows(self, scraped_at: datetime, rows: Iterable[Row]) -> MetricRows:
         ts = epoch_ms(scraped_at)
@@ -132,13 +90,8 @@ class _ScrapingPoller:
             columns["labels"].append(labels)
         return MetricRows(TABLE, columns)
 
-    def close(self) -> None:
-        """Close the HTTP session if this poller created it."""
-        if self._own_session:
-            self._session.close()
 
-
-class TorchServeMetricsPoller(_ScrapingPoller):
+class TorchServeMetricsPoller(_ServingPoller):
     """Scrapes TorchServe's Prometheus metrics API into ``serving_metrics``.
 
     TorchServe labels requests sent to the default route (``/predictions/{m}``) with
@@ -214,7 +167,7 @@ class TorchServeMetricsPoller(_ScrapingPoller):
             yield model, version, sample.name, sample.value, labels
 
 
-class TritonMetricsPoller(_ScrapingPoller):
+class TritonMetricsPoller(_ServingPoller):
     """Scrapes Triton's metrics port (``nv_*``) and per-version statistics.
 
     Metrics keep their names and Triton's ``model``/``version`` labels become the model and

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from telemetry import Store
+from telemetry.extras import require
 
 from .errors import ReportError
 from .histograms import Window
@@ -80,12 +81,12 @@ class EvidentlyReport:
         return synthesize(profile, min(profile.rows, self.max_rows), seed=self._seed)
 
     def _render(self, profile: ReferenceProfile, reference: Any, current: Any) -> str:
-        try:
-            from evidently import DataDefinition, Dataset, Report
-            from evidently.presets import DataDriftPreset, DataSummaryPreset
-        except ImportError as exc:
-            raise ReportError("Evidently reports need evidently: "
-                              "pip install 'watchloop[drift]'") from exc
+        evidently = require("evidently", "Evidently reports")
+        presets = require("evidently.presets", "Evidently reports")
+        DataDefinition, Dataset, Report = (  # noqa: N806
+            evidently.DataDefinition, evidently.Dataset, evidently.Report)
+        DataDriftPreset, DataSummaryPreset = (  # noqa: N806
+            presets.DataDriftPreset, presets.DataSummaryPreset)
         columns = [c for c in current.columns if c in set(reference.columns)]
         numeric = [c for c in columns if _is_numeric(profile, c, current[c])]
         categorical = [c for c in columns if c not in numeric]

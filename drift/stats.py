@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from telemetry.extras import require
+
 from .histograms import Histogram
 from .profiles import NumericProfile, grid_edges
 
@@ -56,7 +58,7 @@ def ks_statistic(reference: Histogram, current: Histogram) -> float:
 
 def ks_pvalue(statistic: float, n1: int, n2: int) -> float:
     """The two-sided p-value scipy's ``ks_2samp(method='auto')`` gives for ``statistic``."""
-    from scipy.stats import distributions
+    distributions = _scipy_stats().distributions
 
     if min(n1, n2) <= 0:
         return 1.0
@@ -245,7 +247,7 @@ def chisquare(reference: Mapping[Any, float], current: Mapping[Any, float]) -> t
     """(statistic, p-value) of Pearson's chi-square test of the current counts against the
     reference frequencies scaled to the current total. A value the reference never had makes
     the statistic infinite (p = 0), as in Evidently."""
-    from scipy.stats import chi2
+    chi2 = _scipy_stats().chi2
 
     keys = sorted(set(reference) | set(current), key=_sort_key)
     nr, nc = sum(reference.values()), sum(current.values())
@@ -262,7 +264,7 @@ def chisquare(reference: Mapping[Any, float], current: Mapping[Any, float]) -> t
 
 def z_test(reference: Mapping[Any, float], current: Mapping[Any, float]) -> tuple[float, float]:
     """(z, two-sided p-value) of the difference of proportions of the first value (sorted)."""
-    from scipy.stats import norm
+    norm = _scipy_stats().norm
 
     ref_keys = [k for k, v in reference.items() if v]
     cur_keys = [k for k, v in current.items() if v]
@@ -283,3 +285,8 @@ def z_test(reference: Mapping[Any, float], current: Mapping[Any, float]) -> tupl
 def _same_edges(a: Histogram, b: Histogram) -> None:
     if a.edges.shape != b.edges.shape or not np.array_equal(a.edges, b.edges):
         raise ValueError("histograms must share their bin edges")
+
+
+def _scipy_stats() -> Any:
+    """scipy.stats, imported on first use (scipy comes with the ``drift`` extra)."""
+    return require("scipy.stats", "drift tests (KS, chi-square, z)")

@@ -85,6 +85,15 @@ def describe(kind: Kind, service: str, where: str, exc: BaseException) -> str:
     return f"{service} at {where} refused the request: {reason(exc)}"
 
 
+def translate(exc: BaseException, service: str, where: str,
+              errors: Mapping[Kind, type[Exception]], action: str = "") -> Exception:
+    """The caller's error for a client-library exception (its kind ``failed`` if it is not
+    one a client library raised), to ``raise ... from exc`` after cleaning up."""
+    kind = classify(exc) or "failed"
+    message = describe(kind, service, where, exc)
+    return errors[kind](f"{action}: {message}" if action else message)
+
+
 @contextlib.contextmanager
 def translated(service: str, where: str,
                errors: Mapping[Kind, type[Exception]]) -> Iterator[None]:
@@ -94,7 +103,6 @@ def translated(service: str, where: str,
     except WatchloopError:
         raise
     except Exception as exc:
-        kind = classify(exc)
-        if kind is None:
+        if classify(exc) is None:
             raise
-        raise errors[kind](describe(kind, service, where, exc)) from exc
+        raise translate(exc, service, where, errors) from exc

@@ -15,7 +15,6 @@ import fcntl
 import json
 import logging
 import os
-import re
 import sys
 import threading
 import time
@@ -26,8 +25,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
+from .boundary import classify, describe, translated
 from .clock import utc_now
-from .errors import StoreError, StoreLockedError, StoreNotFoundError, StoreUnavailableError
+from .errors import (
+    STORE_ERRORS,
+    StoreError,
+    StoreLockedError,
+    StoreNotFoundError,
+    StoreUnavailableError,
+)
 
 log = logging.getLogger("watchloop.store")
 
@@ -236,14 +242,14 @@ class _Translated:
         self._store._lock.release()
         if exc is None or isinstance(exc, StoreError):
             return False
-        from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
-
+        kind = classify(exc)
+        if kind is None:
+            return False
         where = self._store.location.display
-        if isinstance(exc, OperationalError):
-            raise StoreUnavailableError(f"{self._action}: {where} unreachable: {exc}") from exc
-        if isinstance(exc, ClickHouseError):
+        if kind == "failed":  # the full text: a query's error is what its author needs
             raise StoreError(f"{self._action} on {where} failed: {exc}") from exc
-        return False
+        raise STORE_ERRORS[kind](
+            f"{self._action}: {describe(kind, 'the store', where, exc)}") from exc
 
 
 def open_store(
@@ -300,7 +306,7 @@ def _use_database(client: Any, location: StoreLocation, create: bool) -> None:
 def _open_server(location: StoreLocation, password: str, create_database: bool) -> Store:
     import clickhouse_connect
 
-    try:
+    with translated("the ClickHouse server", location.display, STORE_ERRORS):
         client = clickhouse_connect.get_client(
             host=location.host,
             port=location.port,
@@ -310,22 +316,12 @@ def _open_server(location: StoreLocation, password: str, create_database: bool) 
             # No session: a session admits one query at a time, and threads share this client.
             autogenerate_session_id=False,
         )
-        _use_database(client, location, create_database)
-    except StoreNotFoundError:
-        client.close()
-        raise
-    except Exception as exc:
-        raise StoreUnavailableError(
-            f"cannot reach the ClickHouse server at {location.display}: {_reason(exc)}"
-        ) from exc
+        try:
+            _use_database(client, location, create_database)
+        except BaseException:
+            client.close()
+            raise
     return Store(client, location)
-
-
-def _reason(exc: BaseException) -> str:
-    """The useful part of a connection error ("[Errno 111] Connection refused"), not a URL dump."""
-    text = str(exc)
-    found = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
-    return found[0] if found else text.splitlines()[0][:300]
 
 
 def _open_chdb(location: StoreLocation, create_database: bool) -> Store:

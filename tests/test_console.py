@@ -58,7 +58,7 @@ def _lag_row(store, group: str, partition: int, lag: int, status: str, reason: s
 
 
 def test_the_pipelines_page_shows_failing_collectors_lag_status_and_gpus(console_store):
-    from collectors.gpu import DcgmExporterPoller, DcgmExporterSettings
+    from collectors.dcgm import DcgmExporterPoller, DcgmExporterSettings
     from collectors.health import HealthBoard
     from collectors.runner import CollectorRunner
 

@@ -18,7 +18,8 @@ import pynvml
 import pytest
 
 from collectors.base import CollectorError, MetricPoller, MetricRows
-from collectors.gpu import DcgmExporterPoller, DcgmExporterSettings, NvmlGpuPoller, NvmlSettings
+from collectors.dcgm import DcgmExporterPoller, DcgmExporterSettings
+from collectors.nvml import NvmlGpuPoller, NvmlSettings
 from telemetry import Store
 from telemetry.clock import epoch_ms
 from watchloop.services.base import free_port
@@ -193,7 +194,7 @@ def test_without_a_gpu_nvml_reports_it_each_tick_and_logs_it_once(
 
 def test_gpu_command_prints_the_rows_as_json() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "collectors.gpu", "--once"],
+        [sys.executable, "-m", "watchloop.cli", "gpu", "--once"],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
     )
     rows = json.loads(done.stdout)
@@ -209,7 +210,7 @@ def test_gpu_command_prints_the_rows_as_json() -> None:
 
 def test_nvml_reads_every_gpu_on_a_gpu_machine() -> None:
     if not nvml_works():
-        pytest.skip("no NVML here: run on a GPU machine (python -m collectors.gpu --once)")
+        pytest.skip("no NVML here: run on a GPU machine (watchloop gpu --once)")
     poller = NvmlGpuPoller()
     try:
         rows = rows_of(list(poller.collect()))

@@ -377,6 +377,36 @@ def test_an_unreachable_broker_is_reported_with_its_address_and_retried(store):
     assert health[0].rows_out == 0
 
 
+def test_refused_credentials_are_reported_as_such_not_as_unreachable(redis_server):
+    from collectors.base import CollectorAuthenticationError, CollectorUnavailableError
+
+    source = RedisStreamSource(RedisStreamSettings(
+        url=f"redis://nobody:wrong@{redis_server.address}/0"))
+    with pytest.raises(CollectorAuthenticationError) as caught:
+        source.poll(10, 0.1)
+    message = str(caught.value)
+    assert f"Redis at {redis_server.address} refused the credentials" in message
+    assert "cannot reach" not in message and "wrong" not in message
+    source.close()
+    away = RedisStreamSource(RedisStreamSettings(url=f"redis://127.0.0.1:{free_port()}/0"))
+    with pytest.raises(CollectorUnavailableError, match="cannot reach Redis"):
+        away.poll(10, 0.1)
+    away.close()
+
+
+def test_a_missing_extra_names_what_to_install(monkeypatch):
+    from telemetry.extras import MissingExtraError, require
+
+    monkeypatch.setitem(sys.modules, "redis", None)  # as if redis were not installed
+    with pytest.raises(MissingExtraError,
+                       match=r"the Redis stream source needs redis, which is not installed: "
+                             r"pip install 'watchloop\[collectors\]'"):
+        RedisStreamSource(RedisStreamSettings()).poll(10, 0.1)
+    with pytest.raises(ModuleNotFoundError) as other:
+        require("no_such_module_of_ours", "nothing")
+    assert not isinstance(other.value, MissingExtraError)
+
+
 def test_a_failed_offset_commit_is_retried_even_when_no_new_records_arrive(kafka_broker, store):
     from kafka import KafkaConsumer
     from kafka.errors import KafkaError

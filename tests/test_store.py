@@ -182,6 +182,21 @@ def test_an_unreachable_server_is_named_and_retried_with_backoff():
     assert "query_id" not in message
 
 
+def test_a_wrong_password_is_an_authentication_error_not_retried(clickhouse_server):
+    from telemetry import open_store
+    from telemetry.errors import StoreAuthenticationError, UnavailableError
+
+    waits: list[float] = []
+    with pytest.raises(StoreAuthenticationError) as caught:
+        open_store(clickhouse_server.url("watchloop"), password="not-the-password",
+                   attempts=4, sleep=waits.append)
+    assert waits == []  # retrying would not help
+    assert not isinstance(caught.value, UnavailableError)
+    message = str(caught.value)
+    assert "refused the credentials" in message and clickhouse_server.address in message
+    assert "not-the-password" not in message
+
+
 def test_a_migration_lock_left_by_a_dead_process_is_broken(store):
     import time as _time
 

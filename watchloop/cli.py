@@ -46,6 +46,14 @@ def _parser() -> argparse.ArgumentParser:
     check = config_commands.add_parser("check", help="validate a config file; list every problem")
     check.add_argument("file", nargs="?", help="the file (default: as for --config)")
 
+    gpu = commands.add_parser(
+        "gpu", help="read this machine's GPUs through NVML (or a dcgm-exporter) and print "
+                    "the gpu_metrics rows as JSON; exit 1 when no GPU could be read")
+    gpu.add_argument("--once", action="store_true", help="read once and exit")
+    gpu.add_argument("--dcgm-url", metavar="URL",
+                     help="scrape this dcgm-exporter (…:9400/metrics) instead of NVML")
+    gpu.add_argument("--interval", type=float, default=15.0, help="seconds between reads")
+
     store = commands.add_parser("store", help="manage the telemetry store")
     store_commands = store.add_subparsers(dest="store_command", required=True, metavar="ACTION")
     store_commands.add_parser("migrate", help="apply pending schema migrations")
@@ -110,6 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _config_check(args.file or args.config)
         if args.command == "store" and args.store_command == "serve":
             return _store_serve(args)
+        if args.command == "gpu":
+            from .gpu_probe import probe
+
+            return probe(once=args.once, dcgm_url=args.dcgm_url, interval_s=args.interval)
         path = find_config_file(args.config)
         config = load_config(path)
         logging.getLogger().setLevel(config.log_level)

@@ -21,9 +21,10 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from collectors.gpu import DcgmExporterSettings, NvmlSettings
+from collectors.dcgm import DcgmExporterSettings
 from collectors.kafka_lag import KafkaLagSettings
 from collectors.kafka_source import KafkaSourceSettings
+from collectors.nvml import NvmlSettings
 from collectors.redis_source import RedisStreamSettings
 from collectors.runner import RunnerSettings
 from collectors.serving_metrics import TorchServeMetricsSettings, TritonMetricsSettings

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry
 
 from telemetry import Migrator, TelemetryWriter
+from telemetry.extras import require
 from telemetry.store import Store, record_owner
 
 from .api import create_app
@@ -155,7 +156,7 @@ class Shell:
 
 def serve_console(store: Store, host: str, port: int) -> None:
     """Run the Streamlit console on this thread (the main one) over the process's store."""
-    from streamlit.web import bootstrap
+    bootstrap = require("streamlit.web.bootstrap", "the console")
 
     from dashboard import shared
 

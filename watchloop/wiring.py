@@ -5,10 +5,11 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from collectors.base import MetricPoller, RecordSource
-from collectors.gpu import DcgmExporterPoller, DcgmExporterSettings, NvmlGpuPoller, NvmlSettings
+from collectors.dcgm import DcgmExporterPoller, DcgmExporterSettings
 from collectors.health import HealthBoard
 from collectors.kafka_lag import KafkaLagPoller, KafkaLagSettings
 from collectors.kafka_source import KafkaSource, KafkaSourceSettings
+from collectors.nvml import NvmlGpuPoller, NvmlSettings
 from collectors.redis_source import RedisStreamSettings, RedisStreamSource
 from collectors.runner import CollectorRunner
 from collectors.serving_metrics import (
