@@ -152,3 +152,50 @@ def test_a_query_rule_fires_per_card_while_the_window_holds_more_than_five(store
     # At minute 11, the window (10:00, 11:00] holds 7 of c1's purchases (10:05 to 10:35); at
     # minute 12 none. At minute 16, (15:00, 16:00] holds 6 of c3's (15:05 to 15:30).
     assert fired == {"c1": (11 * MINUTE, 12 * MINUTE), "c3": (16 * MINUTE, 17 * MINUTE)}
+
+
+def test_rules_from_a_directory_are_checked_with_file_and_line(tmp_path):
+    from watchloop.config import ConfigError, load_config
+
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "fraud.yaml").write_text(
+        "- name: ok-rule\n  threshold: {series: {monitor: latency, metric: latency_p99_ms},"
+        " value: 50}\n"
+        "- name: bad-rule\n  query:\n    model: fraud\n    where: \"amount >\"\n"
+        "    value: 5\n  for: 2m\n  keep_firng_for: 1m\n")
+    (tmp_path / "watchloop.yaml").write_text("alerts:\n  rules_dir: rules\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "watchloop.yaml")
+    text = str(caught.value)
+    assert f"{tmp_path / 'rules' / 'fraud.yaml'}:6: rules[1].query.where: not an expression" \
+        in text
+    assert "rules[1].keep_firng_for: unknown key; did you mean `keep_firing_for`?" in text
+
+
+def test_the_backtest_command_prints_the_firings(tmp_path):
+    import subprocess
+    import sys
+
+    from telemetry import Migrator, open_store
+
+    url = f"chdb://{tmp_path / 'store'}"
+    with open_store(url) as store:
+        Migrator(store).migrate()
+        _write_history(store)
+    (tmp_path / "watchloop.yaml").write_text(
+        "alerts:\n  rules:\n    - name: fraud-p99\n      for: 2m\n      keep_firing_for: 3m\n"
+        "      threshold: {series: {monitor: latency, metric: latency_p99_ms}, value: 50,"
+        " recovery: 40}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "watchloop.cli", "backtest", "fraud-p99", "--store", url,
+         "--from", (START + MINUTE).isoformat(), "--to", (START + 180 * MINUTE).isoformat(),
+         "--json"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    import json
+
+    result = json.loads(done.stdout)
+    assert result["firings"] == 3 and result["notifications"] == 6
+    missing = subprocess.run([sys.executable, "-m", "watchloop.cli", "backtest", "nope",
+                              "--store", url], capture_output=True, text=True, timeout=60,
+                             cwd=tmp_path)
+    assert missing.returncode == 2 and "the config has: fraud-p99" in missing.stderr

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from telemetry import Migrator, WatchloopError, open_store
@@ -53,6 +54,16 @@ def _parser() -> argparse.ArgumentParser:
     gpu.add_argument("--dcgm-url", metavar="URL",
                      help="scrape this dcgm-exporter (…:9400/metrics) instead of NVML")
     gpu.add_argument("--interval", type=float, default=15.0, help="seconds between reads")
+
+    backtest = commands.add_parser(
+        "backtest", help="replay an alert rule over stored history, as it would have run")
+    backtest.add_argument("rule", help="the rule's name (alerts.rules or alerts.rules_dir)")
+    backtest.add_argument("--from", dest="start", default="7d", metavar="WHEN",
+                          help="ISO 8601 time, or a duration back from now (default: 7d)")
+    backtest.add_argument("--to", dest="end", default="0s", metavar="WHEN",
+                          help="ISO 8601 time, or a duration back from now (default: now)")
+    backtest.add_argument("--json", action="store_true", help="print the result as JSON")
+    backtest.add_argument("--store", metavar="URL", help="store URL (overrides the config)")
 
     store = commands.add_parser("store", help="manage the telemetry store")
     store_commands = store.add_subparsers(dest="store_command", required=True, metavar="ACTION")
@@ -128,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"watchloop: config   {path or 'none (built-in defaults)'}", file=sys.stderr)
         if args.command == "store":
             return _store(args, config)
+        if args.command == "backtest":
+            return _backtest(args, config)
         if args.command == "demo":
             return _demo(args, config)
         return _up(args, config)
@@ -156,6 +169,50 @@ def _config_check(file: str | None) -> int:
         return 1
     print(f"{path}: OK (store {config.store.type}, {len(config.models)} models)")
     return 0
+
+
+def _backtest(args: argparse.Namespace, config: WatchloopConfig) -> int:
+    import json
+
+    from alerts.backtest import backtest
+
+    rules = {r.name: r for r in (config.alerts.rules if config.alerts else ())}
+    if args.rule not in rules:
+        known = ", ".join(sorted(rules)) or "none (add an alerts: section)"
+        print(f"watchloop: no rule {args.rule!r}; the config has: {known}", file=sys.stderr)
+        return 2
+    start, end = _moment(args.start), _moment(args.end)
+    url = args.store or config.store_url()
+    with open_store(url, password=config.store_password(), create_database=False) as store:
+        print(f"watchloop: store    {store.location.display}", file=sys.stderr)
+        result = backtest(store, rules[args.rule], start, end)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=1))
+        return 0
+    print(f"{result.rule}: {result.steps} evaluations from {start:%Y-%m-%d %H:%M} to "
+          f"{end:%Y-%m-%d %H:%M} UTC")
+    print(f"  {len(result.firings)} firings, {result.pages_per_week:.1f} per week, firing "
+          f"{result.time_firing.total_seconds() / 3600:.1f} h in all")
+    for firing in result.firings:
+        until = f"{firing.resolved_at:%Y-%m-%d %H:%M}" if firing.resolved_at else "still firing"
+        labels = ", ".join(f"{k}={v}" for k, v in firing.labels)
+        print(f"  {firing.fired_at:%Y-%m-%d %H:%M} → {until}  {labels}  peak {firing.peak}")
+    return 0
+
+
+def _moment(text: str) -> datetime:
+    """ISO 8601 text, or a duration ("7d", "90m") back from now."""
+    from drift.settings import _parse_duration
+    from telemetry.clock import utc, utc_now
+
+    back = _parse_duration(text)
+    if isinstance(back, timedelta):
+        return utc_now() - back
+    try:
+        return utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+    except ValueError:
+        raise SystemExit(f"watchloop: {text!r} is neither ISO 8601 nor a duration such as "
+                         "7d") from None
 
 
 def _store(args: argparse.Namespace, config: WatchloopConfig) -> int:

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from alerts.rules import AlertsSettings, Rule
 from collectors.dcgm import DcgmExporterSettings
 from collectors.kafka_lag import KafkaLagSettings
 from collectors.kafka_source import KafkaSourceSettings
@@ -164,6 +165,8 @@ class WatchloopConfig(Settings):
     collectors: CollectorsSettings = Field(default_factory=CollectorsSettings)
     # Drift, quality, latency and SLO monitors; off unless the section is present.
     monitors: MonitorSettings | None = None
+    # Alert rules, their evaluation and delivery; off unless the section is present.
+    alerts: AlertsSettings | None = None
 
     def store_url(self) -> str:
         """The store URL these settings select."""
@@ -229,11 +232,51 @@ def load_config(path: str | Path | None, env: dict[str, str] | None = None) -> W
     except OSError as exc:
         problem = ConfigProblem("", f"cannot read the file: {exc.strerror}")
         raise ConfigError(source, [problem]) from None
-    return parse_config(text, source, os.environ if env is None else env)
+    env = os.environ if env is None else env
+    config = parse_config(text, source, env)
+    if config.alerts is not None and config.alerts.rules_dir is not None:
+        directory = config.alerts.rules_dir
+        if not directory.is_absolute():
+            directory = Path(path).parent / directory
+        rules = [*config.alerts.rules, *load_rules_dir(directory, env)]
+        try:
+            alerts = AlertsSettings(rules=tuple(rules), rules_dir=config.alerts.rules_dir)
+        except ValidationError as exc:
+            raise ConfigError(str(directory), [ConfigProblem(
+                ".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()]) from None
+        config = config.model_copy(update={"alerts": alerts})
+    return config
 
 
 def parse_config(text: str, source: str, env: dict[str, str] | os._Environ) -> WatchloopConfig:
     """Validate config text; every problem is collected before ``ConfigError`` is raised."""
+    config = _parse_document(text, source, env, WatchloopConfig)
+    assert isinstance(config, WatchloopConfig)
+    return config
+
+
+class RuleFile(Settings):
+    """A file of ``rules/``: ``{rules: [...]}``, or the list of rules itself."""
+
+    rules: tuple[Rule, ...] = ()
+
+
+def load_rules_dir(directory: Path, env: dict[str, str] | os._Environ) -> list[Rule]:
+    """Every rule in ``directory/*.yaml`` (and ``*.yml``), in file name order; problems are
+    reported with their file and line."""
+    if not directory.is_dir():
+        raise ConfigError(str(directory), [ConfigProblem("", "the rules directory does not "
+                                                         "exist (alerts.rules_dir)")])
+    rules: list[Rule] = []
+    for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
+        text = path.read_text(encoding="utf-8")
+        parsed = _parse_document(text, str(path), env, RuleFile)
+        assert isinstance(parsed, RuleFile)
+        rules.extend(parsed.rules)
+    return rules
+
+
+def _parse_document(text: str, source: str, env: Any, model: type[Settings]) -> Settings:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         raw = yaml.safe_load(text)
@@ -247,20 +290,23 @@ def parse_config(text: str, source: str, env: dict[str, str] | os._Environ) -> W
     lines = _line_index(root)
     if raw is None:
         raw = {}
+    if model is RuleFile and isinstance(raw, list):  # a file that is the list of rules
+        raw = {"rules": raw}
+        lines = {("rules", *path): line for path, line in lines.items()}
     if not isinstance(raw, dict):
         raise ConfigError(source, [ConfigProblem("", "expected a mapping of settings", 1)])
     problems: list[ConfigProblem] = []
     expanded = _expand(raw, (), env, lines, problems)
     flagged = {p.key for p in problems}
     try:
-        config = WatchloopConfig.model_validate(expanded)
+        config = model.model_validate(expanded)
     except ValidationError as exc:
         for err in exc.errors(include_url=False):
             path = _data_path(expanded, err["loc"])
             if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
                 path = (*path, "type")
             if _key(path) not in flagged:
-                problems.append(ConfigProblem(_key(path), _explain(err, expanded, path),
+                problems.append(ConfigProblem(_key(path), _explain(err, expanded, path, model),
                                               _nearest_line(lines, path)))
     if problems:
         raise ConfigError(source, sorted(problems, key=lambda p: p.line or 0))
@@ -302,10 +348,10 @@ def _expand(value: Any, path: tuple, env: Any, lines: dict, problems: list) -> A
     return _ENV_REF.sub(substitute, value)
 
 
-def _explain(err: dict, data: Any, path: tuple) -> str:
+def _explain(err: dict, data: Any, path: tuple, model: Any) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
-        known = _known_keys(WatchloopConfig, data, path[:-1])
+        known = _known_keys(model, data, path[:-1])
         close = difflib.get_close_matches(str(path[-1]), known, n=1, cutoff=0.6)
         if close:
             return f"unknown key; did you mean `{close[0]}`?"
