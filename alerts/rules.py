@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -214,25 +213,6 @@ class Rule(_Settings):
     def condition(self) -> Threshold | Query | None:
         """The comparison of a threshold or query rule (a burn rate compares itself)."""
         return self.threshold or self.query
-
-
-class AlertsSettings(_Settings):
-    """The ``alerts:`` section."""
-
-    rules: tuple[Rule, ...] = ()
-    rules_dir: Path | None = None
-
-    @model_validator(mode="after")
-    def _unique_names(self) -> AlertsSettings:
-        first: dict[str, int] = {}
-        problems = []
-        for i, rule in enumerate(self.rules):
-            if rule.name in first:
-                problems.append((("rules", i, "name"), f"{rule.name!r} is already the name of "
-                                 f"rules[{first[rule.name]}]", rule.name))
-            first.setdefault(rule.name, i)
-        raise_at("AlertsSettings", problems)
-        return self
 
 
 def _check_recovery(op: str, value: float, recovery: float | None) -> None:

@@ -21,7 +21,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from alerts.rules import AlertsSettings, Rule
+from alerts.rules import Rule
+from alerts.settings import AlertsSettings
 from collectors.dcgm import DcgmExporterSettings
 from collectors.kafka_lag import KafkaLagSettings
 from collectors.kafka_source import KafkaSourceSettings
@@ -239,11 +240,13 @@ def load_config(path: str | Path | None, env: dict[str, str] | None = None) -> W
         if not directory.is_absolute():
             directory = Path(path).parent / directory
         rules = [*config.alerts.rules, *load_rules_dir(directory, env)]
-        try:
-            alerts = AlertsSettings(rules=tuple(rules), rules_dir=config.alerts.rules_dir)
-        except ValidationError as exc:
+        names = [r.name for r in rules]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
             raise ConfigError(str(directory), [ConfigProblem(
-                ".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()]) from None
+                "rules", f"rule names must be unique across {source} and the rules "
+                f"directory; repeated: {', '.join(repeated)}")])
+        alerts = config.alerts.model_copy(update={"rules": tuple(rules)})
         config = config.model_copy(update={"alerts": alerts})
     return config
 

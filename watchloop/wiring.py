@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
+from alerts.evaluator import AlertsCollector, build_evaluator
 from collectors.base import MetricPoller, RecordSource
 from collectors.dcgm import DcgmExporterPoller, DcgmExporterSettings
 from collectors.health import HealthBoard
@@ -76,6 +77,10 @@ def build_components(
         components.append(CollectorRunner(
             store, writer, sources=sources, pollers=pollers,
             settings=config.collectors.runner, health=HealthBoard(registry)))
+    if config.alerts is not None:
+        evaluator = build_evaluator(config.alerts, store)
+        registry.register(AlertsCollector(evaluator.alerts))
+        components.append(evaluator)
     if config.monitors is not None:
         # Every process sharing a store may run the monitors; each tick runs in one of them.
         components.append(MonitorRunner(config.monitors, store,

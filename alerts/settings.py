@@ -1,0 +1,67 @@
+"""The ``alerts:`` section: rules, where their notifications go, and how they are shared.
+
+See ``alerts.rules`` for the rules and ``alerts.routing`` for receivers, the routing tree
+and inhibition. Live state, silences, the evaluator's lease and the outbox are in Redis
+(``redis_url``), shared by every Watchloop process; the secret of a Redis password belongs
+in ``${ENV}``: ``redis://:${REDIS_PASSWORD}@host:6379/0``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from drift.settings import Duration
+from telemetry.problems import raise_at
+
+from .routing import InhibitRule, Receiver, Route
+from .rules import Rule
+
+
+class AlertsSettings(BaseModel):
+    """The ``alerts:`` section."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rules: tuple[Rule, ...] = ()
+    rules_dir: Path | None = None
+    redis_url: str = Field("redis://127.0.0.1:6379/0", pattern=r"^(rediss?|unix)://")
+    prefix: str = Field("watchloop", pattern=r"^[A-Za-z0-9_.:-]+$")  # of every Redis key
+    lease_ttl: Duration = timedelta(seconds=5)  # a standby takes over within this
+    console_url: str = "http://127.0.0.1:8501"  # generatorURL of every notification
+    env: str = ""  # Datadog's env tag
+    receivers: tuple[Receiver, ...] = ()
+    route: Route = Route()
+    inhibit_rules: tuple[InhibitRule, ...] = ()
+    give_up: Duration = timedelta(hours=1)  # a notification undelivered this long: dead
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AlertsSettings:
+        problems = []
+        first: dict[str, int] = {}
+        for i, rule in enumerate(self.rules):
+            if rule.name in first:
+                problems.append((("rules", i, "name"), f"{rule.name!r} is already the name of "
+                                 f"rules[{first[rule.name]}]", rule.name))
+            first.setdefault(rule.name, i)
+        names = [r.name for r in self.receivers]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                problems.append((("receivers", i, "name"), f"{name!r} is already a "
+                                 "receiver's name", name))
+        for path, route in _routes(self.route, ("route",)):
+            for receiver in route.receivers:
+                if receiver not in names:
+                    problems.append(((*path, "receivers"), f"no receiver named {receiver!r}; "
+                                     f"receivers: {', '.join(names) or 'none'}", receiver))
+        raise_at("AlertsSettings", problems)
+        return self
+
+
+def _routes(route: Route, path: tuple) -> list[tuple[tuple, Route]]:
+    found = [(path, route)]
+    for i, child in enumerate(route.routes):
+        found += _routes(child, (*path, "routes", i))
+    return found
