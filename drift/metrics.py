@@ -32,6 +32,9 @@ class MonitorMetrics:
         self.drift_share = Gauge(
             "watchloop_drift_share", "Share of drifted features in the newest drift window",
             ["model", "version"], registry=registry)
+        self.traffic = Gauge(
+            "watchloop_model_traffic", "Newest traffic numbers: latency quantiles, error rate",
+            ["model", "version", "metric"], registry=registry)
         self.quality = Gauge(
             "watchloop_model_quality", "Newest quality metrics from delayed labels",
             ["model", "version", "metric"], registry=registry)
@@ -53,6 +56,10 @@ class MonitorMetrics:
 
     def drift(self, model: str, version: str, status: str, share: float) -> None:
         _set(self.drift_share, (model, version), share if status == OK else None)
+
+    def traffic_metric(self, model: str, version: str, metric: str,
+                       value: float | None) -> None:
+        _set(self.traffic, (model, version, metric), value)
 
     def quality_metric(self, model: str, version: str, metric: str,
                        value: float | None) -> None:

@@ -149,6 +149,9 @@ class MonitorRunner:
         if failed - set(MONITORS):  # the run failed before any monitor: every one failed
             failed = set(MONITORS)
         metrics.ran(summary.at, failed)
+        for stats in summary.traffic:
+            for name, value in stats.metrics().items():
+                metrics.traffic_metric(stats.model, stats.version, name, value)
         for report in summary.drift:
             metrics.drift(report.model, report.version, report.status, report.drift_share)
         for quality in summary.quality:

@@ -65,6 +65,15 @@ def _parser() -> argparse.ArgumentParser:
     backtest.add_argument("--json", action="store_true", help="print the result as JSON")
     backtest.add_argument("--store", metavar="URL", help="store URL (overrides the config)")
 
+    rules = commands.add_parser("rules", help="alert rules")
+    rules_commands = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
+    export = rules_commands.add_parser(
+        "export", help="write the threshold and burn-rate rules as Prometheus alerting rules "
+                       "over the gauges Watchloop exports")
+    export.add_argument("--prometheus", action="store_true", required=True,
+                        help="the Prometheus rule-file format (the only one)")
+    export.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
+
     store = commands.add_parser("store", help="manage the telemetry store")
     store_commands = store.add_subparsers(dest="store_command", required=True, metavar="ACTION")
     store_commands.add_parser("migrate", help="apply pending schema migrations")
@@ -141,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _store(args, config)
         if args.command == "backtest":
             return _backtest(args, config)
+        if args.command == "rules":
+            return _rules_export(args, config)
         if args.command == "demo":
             return _demo(args, config)
         return _up(args, config)
@@ -168,6 +179,22 @@ def _config_check(file: str | None) -> int:
         print(f"{exc}\n{path}: {count} problem{'s' * (count != 1)}", file=sys.stderr)
         return 1
     print(f"{path}: OK (store {config.store.type}, {len(config.models)} models)")
+    return 0
+
+
+def _rules_export(args: argparse.Namespace, config: WatchloopConfig) -> int:
+    import yaml
+
+    from alerts.promexport import export
+
+    document, skipped = export(config.alerts.rules if config.alerts else ())
+    text = yaml.safe_dump(document, sort_keys=False)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    for reason in skipped:
+        print(f"watchloop: left out {reason}", file=sys.stderr)
     return 0
 
 
