@@ -56,7 +56,9 @@ class AlertEvaluator:
                            ttl_s=settings.lease_ttl.total_seconds(), holder=holder)
         self.alerts = AlertStore(redis, prefix=settings.prefix)
         self.outbox = Outbox(redis, sinks, consumer=holder, prefix=settings.prefix,
-                             give_up=settings.give_up, clock=clock)
+                             give_up=settings.give_up, backoff_max=settings.retry_max,
+                             backoff_initial=min(timedelta(seconds=1), settings.retry_max),
+                             clock=clock)
         self._due: dict[str, datetime] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []

@@ -36,6 +36,7 @@ class AlertsSettings(BaseModel):
     route: Route = Route()
     inhibit_rules: tuple[InhibitRule, ...] = ()
     give_up: Duration = timedelta(hours=1)  # a notification undelivered this long: dead
+    retry_max: Duration = timedelta(seconds=30)  # the longest wait between two attempts
 
     @model_validator(mode="after")
     def _consistent(self) -> AlertsSettings:
