@@ -40,7 +40,7 @@ from .settings import (
     QualitySettings,
     SLOSettings,
 )
-from .slo import BurnAlert, BurnRate, LatencyMonitor, SLOMonitor, SLOStatus, TrafficStats
+from .slo import BurnRate, LatencyMonitor, SLOMonitor, SLOStatus, TrafficStats
 
 __all__ = [
     "DATASET",
@@ -48,7 +48,6 @@ __all__ = [
     "LABEL",
     "PREDICTION",
     "SRE_BURN_WINDOWS",
-    "BurnAlert",
     "BurnRate",
     "BurnWindow",
     "CategoricalProfile",

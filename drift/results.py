@@ -103,12 +103,6 @@ class ResultWriter:
         for rate in status.burn_rates:
             add("burn_rate", rate.burn_rate, rate.window, {"window": window_label(rate.window)},
                 rate.requests, rate.coverage, rate.status)
-        for alert in status.alerts:
-            long = status.burn(alert.long)
-            add("burn_alert", float(alert.firing), alert.long,
-                {"severity": alert.severity, "long": window_label(alert.long),
-                 "short": window_label(alert.short), "factor": f"{alert.factor:g}"},
-                long.requests, long.coverage, long.status)
         period = status.period
         for metric, value in (("error_budget_remaining", status.budget_remaining),
                               ("bad_fraction", period.bad_fraction)):

@@ -8,8 +8,9 @@ Windows are whole minutes: a window of length W evaluated at ``now`` covers the 
 * SLOs (``SLOMonitor``): an availability SLO counts errors from the rollup; a latency SLO
   counts successful requests slower than its threshold in ``inference_logs`` (the rollup
   keeps quantiles, which cannot say how many requests exceeded an arbitrary threshold).
-  Burn rate = bad fraction / (1 - objective); a multiwindow alert fires when both its long
-  and its short window burn faster than its factor (Google SRE workbook, chapter 5).
+  Burn rate = bad fraction / (1 - objective), over each window of the SLO's
+  ``burn_windows``; whether a pair of windows burns fast enough to page is decided by the
+  alert rules (``alerts.burn``).
 
 Every window states its evidence: the requests it held and its ``coverage``, the share of
 the window from its first request to its end (a 3-day window over 8 minutes of data covers
@@ -132,33 +133,15 @@ class BurnRate:
 
 
 @dataclass(frozen=True)
-class BurnAlert:
-    """A multiwindow burn-rate condition and whether it holds."""
-
-    severity: str
-    long: timedelta
-    short: timedelta
-    factor: float
-    long_burn: float | None
-    short_burn: float | None
-
-    @property
-    def firing(self) -> bool:
-        """Both windows burn faster than the factor (never without traffic in both)."""
-        return (self.long_burn is not None and self.short_burn is not None
-                and self.long_burn > self.factor and self.short_burn > self.factor)
-
-
-@dataclass(frozen=True)
 class SLOStatus:
-    """An SLO of a model version at a moment: burn rates, alerts and budget left."""
+    """An SLO of a model version at a moment: burn rates and budget left (whether they page
+    is alerting's call: ``alerts.burn``)."""
 
     slo: SLOSettings
     model: str
     version: str
     at: datetime
     burn_rates: tuple[BurnRate, ...]
-    alerts: tuple[BurnAlert, ...]
     period: BurnRate
 
     @property
@@ -198,13 +181,8 @@ class SLOMonitor:
             fraction = ratio(bad, n)
             rates[w] = BurnRate(w, n, bad, None if fraction is None else fraction / budget,
                                 coverage(end - w, end, first))
-        alerts = tuple(
-            BurnAlert(b.severity, b.long, b.short, b.factor, rates[b.long].burn_rate,
-                      rates[b.short].burn_rate)
-            for b in slo.burn_windows
-        )
         shown = tuple(rates[w] for w in windows if w in burn_windows)
-        return SLOStatus(slo, model, str(version), end, shown, alerts, rates[slo.period])
+        return SLOStatus(slo, model, str(version), end, shown, rates[slo.period])
 
     def _counts(
         self, slo: SLOSettings, model: str, version: str, end: datetime,

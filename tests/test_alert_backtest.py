@@ -199,3 +199,25 @@ def test_the_backtest_command_prints_the_firings(tmp_path):
                               "--store", url], capture_output=True, text=True, timeout=60,
                              cwd=tmp_path)
     assert missing.returncode == 2 and "the config has: fraud-p99" in missing.stderr
+
+
+def test_each_slo_burn_window_becomes_a_rule_that_fires_when_both_windows_burn(store):
+    from watchloop.config import parse_config
+
+    config = parse_config(
+        "monitors:\n  slos: [{name: avail, model: fraud, kind: availability, "
+        "objective: 0.999}]\nalerts: {}\n", "watchloop.yaml", {})
+    rules = {r.name: r for r in config.alert_rules()}
+    assert set(rules) == {"avail:burn:1h-5m", "avail:burn:6h-30m", "avail:burn:3d-6h"}
+    fast = rules["avail:burn:1h-5m"]
+    assert (fast.severity, fast.burn_rate.factor) == ("page", 14.4)
+    for m in range(30):  # the 1h window burns at 20x throughout; the 5m one from minute 10
+        at = START + m * MINUTE
+        for window, rate in (("1h", 20.0), ("5m", 30.0 if 10 <= m < 20 else 2.0)):
+            ResultWriter(store, clock=lambda at=at: at).write_metrics(
+                "slo", "fraud", "7", at - MINUTE, at, {"burn_rate": rate}, at,
+                {"slo": "avail", "window": window}, status="ok")
+    result = backtest(store, fast, START + MINUTE, START + 30 * MINUTE)
+    [firing] = result.firings
+    assert (firing.fired_at - START, firing.resolved_at - START) == (10 * MINUTE, 20 * MINUTE)
+    assert dict(firing.labels) == {"model": "fraud", "version": "7", "slo": "avail"}

@@ -199,3 +199,20 @@ def test_silences_and_matchers_parse_like_alertmanagers():
     assert Matcher.parse("model=~fraud|trust").matches({"model": "trust"})
     assert not Matcher.parse("severity!=page").matches({"severity": "page"})
     assert json.dumps([Matcher.parse('env="prod"').value]) == '["prod"]'
+
+
+def test_metrics_show_an_alerts_series_per_alert_that_is_not_inactive(store, client, receiver):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from alerts.evaluator import AlertsCollector
+
+    _write_history(store)
+    evaluator = _evaluator(_settings(receiver), store, client, receiver)
+    registry = CollectorRegistry()
+    registry.register(AlertsCollector(evaluator.alerts))
+    _run(evaluator, 36)  # firing since minute 33
+    text = generate_latest(registry).decode()
+    assert ('watchloop_alerts{alertname="fraud-p99",alertstate="firing",model="fraud",'
+            'severity="page",version="7"} 1.0') in text
+    _run(evaluator, 60, start=36)  # resolved at 49
+    assert "alertstate=" not in generate_latest(registry).decode()

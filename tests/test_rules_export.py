@@ -43,9 +43,13 @@ TESTS = textwrap.dedent("""\
         input_series:
           - series: 'watchloop_model_traffic{model="fraud",version="7",metric="latency_p99_ms"}'
             values: '20 80 80 80 80 20 20 20 20 20 20 20'
-          - series: 'watchloop_slo_burn_rate{model="fraud",version="7",slo="availability",window="1h"}'
+          - series: >-
+              watchloop_slo_burn_rate{model="fraud", version="7", slo="availability",
+              window="1h"}
             values: '20x10'
-          - series: 'watchloop_slo_burn_rate{model="fraud",version="7",slo="availability",window="5m"}'
+          - series: >-
+              watchloop_slo_burn_rate{model="fraud", version="7", slo="availability",
+              window="5m"}
             values: '1 1 30x8'
         alert_rule_test:
           - eval_time: 2m

@@ -187,7 +187,7 @@ def _rules_export(args: argparse.Namespace, config: WatchloopConfig) -> int:
 
     from alerts.promexport import export
 
-    document, skipped = export(config.alerts.rules if config.alerts else ())
+    document, skipped = export(config.alert_rules())
     text = yaml.safe_dump(document, sort_keys=False)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
@@ -203,7 +203,7 @@ def _backtest(args: argparse.Namespace, config: WatchloopConfig) -> int:
 
     from alerts.backtest import backtest
 
-    rules = {r.name: r for r in (config.alerts.rules if config.alerts else ())}
+    rules = {r.name: r for r in config.alert_rules()}
     if args.rule not in rules:
         known = ", ".join(sorted(rules)) or "none (add an alerts: section)"
         print(f"watchloop: no rule {args.rule!r}; the config has: {known}", file=sys.stderr)

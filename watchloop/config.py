@@ -186,6 +186,17 @@ class WatchloopConfig(Settings):
             return store.password.get_secret_value()
         return None
 
+    def alert_rules(self) -> tuple[Rule, ...]:
+        """The alert rules: the configured ones, and a burn-rate rule per burn window of each
+        monitored SLO (``alerts.burn.slo_rules``) unless one of that name is configured."""
+        if self.alerts is None:
+            return ()
+        from alerts.burn import slo_rules
+
+        named = {r.name for r in self.alerts.rules}
+        generated = slo_rules(self.monitors.slos) if self.monitors is not None else []
+        return (*self.alerts.rules, *(r for r in generated if r.name not in named))
+
     def known_models(self) -> set[str] | None:
         """Names of the configured models, or None to accept any model."""
         return {m.name for m in self.models} or None

@@ -78,7 +78,8 @@ def build_components(
             store, writer, sources=sources, pollers=pollers,
             settings=config.collectors.runner, health=HealthBoard(registry)))
     if config.alerts is not None:
-        evaluator = build_evaluator(config.alerts, store)
+        alerting = config.alerts.model_copy(update={"rules": config.alert_rules()})
+        evaluator = build_evaluator(alerting, store)
         registry.register(AlertsCollector(evaluator.alerts))
         components.append(evaluator)
     if config.monitors is not None:
