@@ -86,7 +86,10 @@ class AlertEvaluator:
                 self.tick(self._clock())
             except Exception:  # the loop must outlive any failed tick
                 log.exception("alerts: evaluation failed")
-            self._stop.wait(1.0)
+            # until the next rule is due, at most a second (to renew the lease in time)
+            due = min(self._due.values(), default=None)
+            wait = 1.0 if due is None else (due - self._clock()).total_seconds()
+            self._stop.wait(min(1.0, max(0.02, wait), self.lease.ttl_ms / 3000))
 
     def _deliver_loop(self) -> None:
         while not self._stop.is_set():

@@ -116,7 +116,7 @@ def burn_samples(store: Store, burn: BurnRate, steps: Sequence[datetime]) -> Sam
 def query_samples(store: Store, query: Query, start: datetime, interval: timedelta,
                   count: int) -> Samples:
     """The aggregate per group at steps ``start + i * interval``, i < ``count``; only groups
-    whose aggregate is ever non-zero come back (a window without rows counts 0)."""
+    whose aggregate breaches at some step come back (a window without rows counts 0)."""
     where = compile_expression(query.where)
     params: dict[str, Any] = {**where.params, "model": query.model, "start": utc(start),
                               "step_ms": int(interval.total_seconds() * 1000),
@@ -140,32 +140,42 @@ def query_samples(store: Store, query: Query, start: datetime, interval: timedel
             f"{offset}) / {{step_ms:Int64}})) - 1")
     selected = ", ".join([*groups, f"{first} AS i0", f"{last} AS i1", f"{amount} AS x",
                           f"{counted} AS c"])
-    keyed = ", ".join(names)
+    k = "".join(f"{n}, " for n in names)
+    partition = f"PARTITION BY {', '.join(names)} " if names else ""
+    average = query.aggregate.startswith("avg(")
+    value = "if(n = 0, NULL, total / n)" if average else "total"
+    params["threshold"] = query.value
+    # Only groups that breach at some step come back: the others stay inactive throughout.
     rows = store.query(
-        f"SELECT {keyed}{',' if names else ''} i, sum(dx) OVER w AS total, "
-        f"sum(dc) OVER w AS n FROM ("
-        f"SELECT {keyed}{',' if names else ''} i, sum(dx) AS dx, sum(dc) AS dc FROM ("
-        f"SELECT {keyed}{',' if names else ''} greatest(i0, 0) AS i, x AS dx, c AS dc "
-        f"FROM c_rows UNION ALL "
-        f"SELECT {keyed}{',' if names else ''} i1 + 1 AS i, -x AS dx, -c AS dc FROM c_rows) "
-        f"GROUP BY {keyed}{',' if names else ''} i) "
-        f"WINDOW w AS ({'PARTITION BY ' + keyed if names else ''} ORDER BY i) "
-        f"ORDER BY {keyed}{',' if names else ''} i"
-        .replace("c_rows", f"(SELECT {selected} FROM inference_logs FINAL "
-                 f"WHERE model = {{model:String}} AND {where.sql} "
-                 f"AND i1 >= 0 AND i0 < {{n:Int64}} AND i0 <= i1)"),
+        f"SELECT {k}i, value FROM ("
+        f"SELECT {k}i, {value} AS value, "
+        f"max(ifNull({value} {query.op} {{threshold:Float64}}, 0)) OVER ({partition}) AS ever "
+        f"FROM (SELECT {k}i, sum(dx) OVER w AS total, sum(dc) OVER w AS n FROM ("
+        f"SELECT {k}i, sum(dx) AS dx, sum(dc) AS dc FROM ("
+        f"SELECT {k}e.1 AS i, e.2 AS dx, e.3 AS dc FROM ("
+        # each row adds its amount from its first step on and takes it back after its last
+        f"SELECT {k}arrayJoin([(greatest(i0, 0), x, c), (i1 + 1, -x, -c)]) AS e "
+        f"FROM (SELECT {selected} FROM inference_logs FINAL "
+        f"WHERE model = {{model:String}} AND {where.sql} "
+        f"AND i1 >= 0 AND i0 < {{n:Int64}} AND i0 <= i1))) "
+        f"GROUP BY {k}i) WINDOW w AS ({partition}ORDER BY i))) "
+        f"WHERE ever AND i < {{n:Int64}} ORDER BY {k}i",
         params,
     )
-    average = query.aggregate.startswith("avg(")
     out: Samples = {}
+    changes: dict[Labels, list[tuple[int, float | None]]] = {}
     for row in rows:
-        *key, i, total, n = row
-        labels = tuple(zip(query.group_by, (str(k) for k in key), strict=True))
-        values = out.setdefault(labels, [0.0] * count if not average else [None] * count)
-        value = (float(total) / n if n else None) if average else float(total)
-        for j in range(max(0, int(i)), count):
-            values[j] = value
-    return {k: v for k, v in out.items() if any(x for x in v)}
+        *key, i, found = row
+        labels = tuple(zip(query.group_by, (str(x) for x in key), strict=True))
+        changes.setdefault(labels, []).append((int(i), None if found is None else float(found)))
+    empty = None if average else 0.0
+    for labels, points in changes.items():
+        values: list[float | None] = [empty] * count
+        for (i, found), (following, _) in zip(points, [*points[1:], (count, None)],
+                                              strict=True):
+            values[i:following] = [found] * (following - i)
+        out[labels] = values
+    return out
 
 
 def _aggregate(aggregate: str, params: dict[str, Any]) -> tuple[str, str]:
