@@ -214,3 +214,35 @@ def radar(store: Store, query: Query, start: datetime, end: datetime, *,
         {**params, "threshold": query.value},
     )[0]
     return Radar(*(int(x) for x in row[:5]), float(row[5]), float(row[6]))
+
+
+@dataclass
+class RuleDiff:
+    """Two versions of a rule over the same history: which firings each would have had."""
+
+    before: BacktestResult
+    after: BacktestResult
+    both: list[tuple[Firing, Firing]] = field(default_factory=list)  # overlapping pairs
+    only_before: list[Firing] = field(default_factory=list)  # pages the change removes
+    only_after: list[Firing] = field(default_factory=list)  # pages the change adds
+
+
+def diff(store: Store, before: Rule, after: Rule, start: datetime,
+         end: datetime) -> RuleDiff:
+    """Backtest both versions and pair their firings that overlap on the same labels."""
+    result = RuleDiff(backtest(store, before, start, end), backtest(store, after, start, end))
+    unmatched = list(result.after.firings)
+    for old in result.before.firings:
+        match = next((new for new in unmatched if new.labels == old.labels
+                      and _overlap(old, new, result.before.end)), None)
+        if match is None:
+            result.only_before.append(old)
+        else:
+            unmatched.remove(match)
+            result.both.append((old, match))
+    result.only_after = unmatched
+    return result
+
+
+def _overlap(a: Firing, b: Firing, end: datetime) -> bool:
+    return a.fired_at < (b.resolved_at or end) and b.fired_at < (a.resolved_at or end)

@@ -186,10 +186,14 @@ class AlertEvaluator:
                     marks[mark] = epoch_ms(now)
                 out.append(self._notification(now, fp, change.state, change.at, rule, labels,
                                               change.value, receiver, state))
+        acks = self.alerts.acknowledgements()
         for fp, (state, labels) in current.items():  # repeat_interval for firing alerts
             rule = rules.get(labels.get("alertname", ""))
             if rule is None or state.state != "firing" or held(labels):
                 continue
+            ack = acks.get(fp)
+            if ack and state.since is not None and ack["at"] >= epoch_ms(state.since):
+                continue  # acknowledged since it fired: someone is on it
             for receiver, repeat in self.settings.route.receivers_for(labels):
                 last = notified.get(f"{fp}|{receiver}")
                 mark = f"{fp}|{receiver}"

@@ -134,6 +134,7 @@ class AlertStore:
         self.silences_key = f"{prefix}:alerts:silences"
         self.outbox_key = f"{prefix}:alerts:outbox"
         self.notified_key = f"{prefix}:alerts:notified"
+        self.acks_key = f"{prefix}:alerts:acks"
 
     # -- alerts --------------------------------------------------------------------------
 
@@ -171,6 +172,18 @@ class AlertStore:
         """When each (fingerprint, receiver) was last notified of a firing (epoch ms)."""
         return {(k.decode() if isinstance(k, bytes) else k): int(v)
                 for k, v in self._redis.hgetall(self.notified_key).items()}
+
+    # -- acknowledgements ----------------------------------------------------------------
+
+    def acknowledge(self, fingerprint: str, who: str, comment: str = "",
+                    at: datetime | None = None) -> None:
+        """Someone is on it: the alert stops repeating until it resolves (or fires anew)."""
+        self._redis.hset(self.acks_key, fingerprint, json.dumps(
+            {"who": who, "comment": comment, "at": epoch_ms(at or utc_now())}))
+
+    def acknowledgements(self) -> dict[str, dict[str, Any]]:
+        return {(k.decode() if isinstance(k, bytes) else k): json.loads(v)
+                for k, v in self._redis.hgetall(self.acks_key).items()}
 
     # -- silences ------------------------------------------------------------------------
 

@@ -221,3 +221,16 @@ def test_each_slo_burn_window_becomes_a_rule_that_fires_when_both_windows_burn(s
     [firing] = result.firings
     assert (firing.fired_at - START, firing.resolved_at - START) == (10 * MINUTE, 20 * MINUTE)
     assert dict(firing.labels) == {"model": "fraud", "version": "7", "slo": "avail"}
+
+
+def test_a_diff_of_two_versions_of_a_rule_shows_the_pages_it_adds_and_removes(store):
+    from alerts.backtest import diff
+
+    _write_history(store)
+    stricter = RULE.model_copy(update={"name": "fraud-p99-v2", "for_": timedelta(minutes=12)})
+    changed = diff(store, RULE, stricter, START + MINUTE, START + 180 * MINUTE)
+    # a 12-minute `for` keeps only the first incident (15 minutes of breach) paging
+    assert [(a.fired_at - START, b.fired_at - START) for a, b in changed.both] == [
+        (33 * MINUTE, 43 * MINUTE)]
+    assert [f.fired_at - START for f in changed.only_before] == [73 * MINUTE, 123 * MINUTE]
+    assert changed.only_after == []

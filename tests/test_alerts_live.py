@@ -216,3 +216,24 @@ def test_metrics_show_an_alerts_series_per_alert_that_is_not_inactive(store, cli
             'severity="page",version="7"} 1.0') in text
     _run(evaluator, 60, start=36)  # resolved at 49
     assert "alertstate=" not in generate_latest(registry).decode()
+
+
+def test_a_firing_alert_repeats_after_repeat_interval_until_acknowledged(store, client,
+                                                                        receiver):
+    from drift.results import ResultWriter
+
+    for m in range(60):  # one long breach
+        at = START + m * MINUTE
+        ResultWriter(store, clock=lambda at=at: at).write_metrics(
+            "latency", "fraud", "7", at - 5 * MINUTE, at, {"latency_p99_ms": 90.0}, at,
+            status="ok")
+    settings = _settings(receiver, route={"receivers": ["hook"], "repeat_interval": "10m"})
+    evaluator = _evaluator(settings, store, client, receiver)
+    _run(evaluator, 30)  # fires at 3; repeats at 13 and 23
+    sent = [e[11:16] for s, e in _statuses(receiver) if s == "firing"]
+    assert sent == [(START + m * MINUTE).isoformat()[11:16] for m in (3, 13, 23)]
+    [fp] = evaluator.alerts.alerts()
+    evaluator.alerts.acknowledge(fp, "oncall@example.com", "looking",
+                                 at=START + 30 * MINUTE)
+    _run(evaluator, 55, start=30)
+    assert len([s for s, _ in _statuses(receiver) if s == "firing"]) == 3
