@@ -8,6 +8,7 @@ into one page; a query rule over raw logs whose precision and recall are counted
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -33,9 +34,9 @@ def _p99(minute: int) -> float:
     return 20.0
 
 
-def _write_history(store, minutes: int = 180) -> None:
+def _write_history(store, minutes: int = 180, start=START) -> None:
     for m in range(minutes):
-        at = START + m * MINUTE
+        at = start + m * MINUTE
         ResultWriter(store, clock=lambda at=at: at + timedelta(seconds=2)).write_metrics(
             "latency", "fraud", "7", at - 5 * MINUTE, at, {"latency_p99_ms": _p99(m)}, at,
             status="ok", window_rows=100, sample_size=100, coverage=1.0)
@@ -176,12 +177,15 @@ def test_the_backtest_command_prints_the_firings(tmp_path):
     import subprocess
     import sys
 
-    from telemetry import Migrator, open_store
-
     url = f"chdb://{tmp_path / 'store'}"
-    with open_store(url) as store:
-        Migrator(store).migrate()
-        _write_history(store)
+    # in a process of its own: this one's chDB engine is bound to the in-memory stores
+    subprocess.run([sys.executable, "-c", (
+        "import sys; from datetime import datetime\n"
+        "from telemetry import Migrator, open_store\n"
+        "from tests.test_alert_backtest import _write_history\n"
+        "store = open_store(sys.argv[1]); Migrator(store).migrate()\n"
+        "_write_history(store, start=datetime.fromisoformat(sys.argv[2])); store.close()"),
+        url, START.isoformat()], check=True, timeout=120, cwd=Path(__file__).parent.parent)
     (tmp_path / "watchloop.yaml").write_text(
         "alerts:\n  rules:\n    - name: fraud-p99\n      for: 2m\n      keep_firing_for: 3m\n"
         "      threshold: {series: {monitor: latency, metric: latency_p99_ms}, value: 50,"
