@@ -27,8 +27,10 @@ from telemetry import Store, StoreError
 from telemetry.clock import Clock, epoch_ms, utc_now
 
 from .evaluate import alert_labels, fingerprint, rule_samples
+from .grouping import regroup
 from .lifecycle import ERROR, AlertState, Transition, advance
 from .outbox import Outbox
+from .routing import Route
 from .rules import Rule
 from .settings import AlertsSettings
 from .sinks import Sink
@@ -60,6 +62,7 @@ class AlertEvaluator:
                              backoff_initial=min(timedelta(seconds=1), settings.retry_max),
                              clock=clock)
         self._due: dict[str, datetime] = {}
+        self._buffers: dict[str, dict[str, Any]] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -124,7 +127,7 @@ class AlertEvaluator:
         current.update(changed)
         notifications, marks = self._notifications(now, transitions, current)
         try:
-            self.alerts.save(self.lease, changed, notifications, marks)
+            self.alerts.save(self.lease, changed, notifications, marks, self._buffers)
         except FencedOut:
             log.warning("alerts: another process took over evaluation; this tick is dropped")
             self.lease.token = None
@@ -157,10 +160,13 @@ class AlertEvaluator:
                        transitions: list[tuple[str, Transition, Rule, dict[str, str]]],
                        current: dict[str, tuple[AlertState, dict[str, str]]],
                        ) -> tuple[list[dict], dict[str, int]]:
+        """The notifications of the tick's transitions and repeats, each alone or, for a
+        route with ``group_by``, in its group's batch once due; and the marks of when each
+        alert last notified each receiver."""
         firing = [labels for state, labels in current.values() if state.state == "firing"]
         silences = self.alerts.silences()
         rules = {r.name: r for r in self.settings.rules}
-        out: list[dict] = []
+        out: list[tuple[dict, Route]] = []
         marks: dict[str, int] = {}
 
         def held(labels: dict[str, str]) -> bool:
@@ -173,7 +179,7 @@ class AlertEvaluator:
             if not change.notifies:
                 continue
             state = current[fp][0]
-            for receiver, _ in self.settings.route.receivers_for(labels):
+            for receiver, route in self.settings.route.receivers_for(labels):
                 mark = f"{fp}|{receiver}"
                 if change.state == "resolved":
                     # resolved goes where the firing went, held back or not since
@@ -184,8 +190,8 @@ class AlertEvaluator:
                     continue
                 elif change.state == "firing":
                     marks[mark] = epoch_ms(now)
-                out.append(self._notification(now, fp, change.state, change.at, rule, labels,
-                                              change.value, receiver, state))
+                out.append((self._notification(now, fp, change.state, change.at, rule,
+                                               labels, change.value, receiver, state), route))
         acks = self.alerts.acknowledgements()
         for fp, (state, labels) in current.items():  # repeat_interval for firing alerts
             rule = rules.get(labels.get("alertname", ""))
@@ -194,15 +200,20 @@ class AlertEvaluator:
             ack = acks.get(fp)
             if ack and state.since is not None and ack["at"] >= epoch_ms(state.since):
                 continue  # acknowledged since it fired: someone is on it
-            for receiver, repeat in self.settings.route.receivers_for(labels):
+            for receiver, route in self.settings.route.receivers_for(labels):
                 last = notified.get(f"{fp}|{receiver}")
                 mark = f"{fp}|{receiver}"
-                if mark in marks or not last or epoch_ms(now) - last < repeat / _MS:
+                if mark in marks or not last or \
+                        epoch_ms(now) - last < route.repeat_interval / _MS:
                     continue
-                out.append(self._notification(now, fp, "firing", now, rule, labels,
-                                              state.value, receiver, state))
+                out.append((self._notification(now, fp, "firing", now, rule, labels,
+                                               state.value, receiver, state), route))
                 marks[mark] = epoch_ms(now)
-        return out, marks
+        direct = [n for n, route in out if not route.group_by]
+        ready, buffers = regroup(epoch_ms(now), self.alerts.groups(),
+                                 [(n, route) for n, route in out if route.group_by])
+        self._buffers = buffers
+        return direct + ready, marks
 
     def _notification(self, now: datetime, fp: str, status: str, at: datetime, rule: Rule,
                       labels: dict[str, str], value: float | None, receiver: str,

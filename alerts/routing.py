@@ -75,7 +75,20 @@ class Route(_Settings):
     receivers: tuple[str, ...] = ()
     continue_: bool = Field(False, alias="continue")
     repeat_interval: Duration = timedelta(hours=4)
+    # Alertmanager's grouping: alerts with the same values of group_by go out together, the
+    # first batch group_wait after the group's first alert, later ones group_interval apart.
+    # No group_by: each alert notifies on its own, at once.
+    group_by: tuple[str, ...] = ()
+    group_wait: Annotated[timedelta, Field(ge=timedelta(0))] = timedelta(seconds=30)
+    group_interval: Annotated[timedelta, Field(ge=timedelta(0))] = timedelta(minutes=5)
     routes: tuple[Route, ...] = ()
+
+    @field_validator("group_wait", "group_interval", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        from drift.settings import _parse_duration
+
+        return _parse_duration(value)
 
     @field_validator("matchers")
     @classmethod
@@ -87,18 +100,18 @@ class Route(_Settings):
     def matches(self, labels: dict[str, str]) -> bool:
         return all(Matcher.parse(m).matches(labels) for m in self.matchers)
 
-    def receivers_for(self, labels: dict[str, str]) -> list[tuple[str, timedelta]]:
-        """(receiver, repeat interval) for an alert's labels, as Alertmanager walks its
-        tree: the deepest matching routes, the first match at each level unless it
+    def receivers_for(self, labels: dict[str, str]) -> list[tuple[str, Route]]:
+        """(receiver, the route that sends to it) for an alert's labels, as Alertmanager
+        walks its tree: the deepest matching routes, the first match at each level unless it
         ``continue``s; a node with no matching child sends to its own receivers."""
-        found: list[tuple[str, timedelta]] = []
+        found: list[tuple[str, Route]] = []
         for child in self.routes:
             if child.matches(labels):
                 found += child.receivers_for(labels)
                 if not child.continue_:
                     break
         if not found:
-            found = [(r, self.repeat_interval) for r in self.receivers]
+            found = [(r, self) for r in self.receivers]
         return found
 
 

@@ -85,6 +85,11 @@ class WebhookSink:
 
 
 def slack_message(n: dict[str, Any]) -> dict[str, Any]:
+    if "alerts" in n:  # a group: one line, then an attachment per alert
+        alerts = [slack_message(a) for a in n["alerts"]]
+        names = ", ".join(f"{k}={v}" for k, v in sorted(n["group_labels"].items()))
+        return {"text": f"[{n['status'].upper()}:{len(alerts)}] {names}",
+                "attachments": [a["attachments"][0] for a in alerts], "watchloop": n}
     labels = n["labels"]
     title = f"[{n['status'].upper()}] {labels.get('alertname', '?')}"
     summary = n["annotations"].get("summary", "")
@@ -114,7 +119,13 @@ class AlertmanagerSink:
         self._ttl = resend_ttl
 
     def send(self, notification: dict[str, Any]) -> None:
-        n = notification
+        alerts = [self._alert(n) for n in notification.get("alerts", [notification])]
+        _post(self._session, self._settings.url.rstrip("/") + "/api/v2/alerts",
+              json.dumps(alerts).encode(),
+              {"X-Watchloop-Idempotency-Key": notification["key"]},
+              self._settings.timeout_s, "Alertmanager")
+
+    def _alert(self, n: dict[str, Any]) -> dict[str, Any]:
         alert: dict[str, Any] = {
             "labels": n["labels"], "annotations": n["annotations"],
             "startsAt": n["starts_at"], "generatorURL": n.get("generator_url") or "",
@@ -124,9 +135,7 @@ class AlertmanagerSink:
         else:  # Alertmanager resolves an alert not re-sent within endsAt by itself
             ends = datetime.fromisoformat(n["sent_at"]) + self._ttl
             alert["endsAt"] = ends.isoformat()
-        _post(self._session, self._settings.url.rstrip("/") + "/api/v2/alerts",
-              json.dumps([alert]).encode(), {"X-Watchloop-Idempotency-Key": n["key"]},
-              self._settings.timeout_s, "Alertmanager")
+        return alert
 
 
 class DatadogSink:
@@ -153,7 +162,10 @@ class DatadogSink:
         return [f"{k}:{v}" for k, v in tags.items() if v]
 
     def send(self, notification: dict[str, Any]) -> None:
-        n = notification
+        for n in notification.get("alerts", [notification]):
+            self._send_one(n)
+
+    def _send_one(self, n: dict[str, Any]) -> None:
         tags = self.tags(n)
         title = f"[{n['status']}] {n['labels'].get('alertname', '')}"
         text = n["annotations"].get("summary", "") or title
@@ -188,11 +200,11 @@ class RetrainSink:
         self._trigger = trigger
 
     def send(self, notification: dict[str, Any]) -> None:
-        model = notification["labels"].get("model")
-        if notification["status"] != "firing" or not model:
-            return
-        reason = f"alert {notification['labels'].get('alertname')} fired"
-        self._trigger.trigger(model, reason, alert=notification)
+        for alert in notification.get("alerts", [notification]):
+            model = alert["labels"].get("model")
+            if alert["status"] == "firing" and model:
+                reason = f"alert {alert['labels'].get('alertname')} fired"
+                self._trigger.trigger(model, reason, alert=alert)
 
 
 def build_sink(settings: Any, *, env: str = "",

@@ -135,6 +135,7 @@ class AlertStore:
         self.outbox_key = f"{prefix}:alerts:outbox"
         self.notified_key = f"{prefix}:alerts:notified"
         self.acks_key = f"{prefix}:alerts:acks"
+        self.groups_key = f"{prefix}:alerts:groups"
 
     # -- alerts --------------------------------------------------------------------------
 
@@ -150,12 +151,13 @@ class AlertStore:
         return out
 
     def save(self, lease: Lease, changed: dict[str, tuple[AlertState, dict[str, str]]],
-             notifications: list[dict], marks: dict[str, int] | None = None) -> None:
+             notifications: list[dict], marks: dict[str, int] | None = None,
+             groups: dict[str, dict[str, Any]] | None = None) -> None:
         """Write changed alerts, enqueue their notifications and record when each alert last
         notified each receiver (``marks``), in one step, if ``lease`` still leads."""
         if lease.token is None:
             raise FencedOut("not the leader")
-        if not changed and not notifications and not marks:
+        if not changed and not notifications and not marks and not groups:
             return
         triples: list[Any] = []
         for fp, (state, labels) in changed.items():
@@ -163,6 +165,8 @@ class AlertStore:
             triples += [self.labels_key, fp, json.dumps(labels, sort_keys=True)]
         for name, ms in (marks or {}).items():
             triples += [self.notified_key, name, str(ms)]
+        for key, group in (groups or {}).items():
+            triples += [self.groups_key, key, json.dumps(group, sort_keys=True)]
         entries = [json.dumps(n, sort_keys=True) for n in notifications]
         if not self._redis.eval(_FENCED_SAVE, 2, lease.token_key, self.outbox_key,
                                 lease.token, len(triples) // 3, *triples, *entries):
@@ -172,6 +176,11 @@ class AlertStore:
         """When each (fingerprint, receiver) was last notified of a firing (epoch ms)."""
         return {(k.decode() if isinstance(k, bytes) else k): int(v)
                 for k, v in self._redis.hgetall(self.notified_key).items()}
+
+    def groups(self) -> dict[str, dict[str, Any]]:
+        """The buffers of grouped notifications (``alerts.grouping``)."""
+        return {(k.decode() if isinstance(k, bytes) else k): json.loads(v)
+                for k, v in self._redis.hgetall(self.groups_key).items()}
 
     # -- acknowledgements ----------------------------------------------------------------
 

@@ -237,3 +237,32 @@ def test_a_firing_alert_repeats_after_repeat_interval_until_acknowledged(store, 
                                  at=START + 30 * MINUTE)
     _run(evaluator, 55, start=30)
     assert len([s for s, _ in _statuses(receiver) if s == "firing"]) == 3
+
+
+def test_alerts_of_one_group_go_out_together_after_group_wait(store, client, receiver):
+    from drift.results import ResultWriter
+
+    for version in ("7", "8", "9"):  # three versions breach at minute 10; one more at 30
+        for m in range(60):
+            at = START + m * MINUTE
+            bad = 10 <= m < 40 if version != "9" else 30 <= m < 40
+            ResultWriter(store, clock=lambda at=at: at).write_metrics(
+                "latency", "fraud", version, at - 5 * MINUTE, at,
+                {"latency_p99_ms": 90.0 if bad else 10.0}, at, status="ok")
+    settings = _settings(receiver, route={
+        "receivers": ["hook"], "group_by": ["alertname"], "group_wait": "2m",
+        "group_interval": "5m"})
+    _run(_evaluator(settings, store, client, receiver), 55)
+    batches = [(p["body"]["watchloop"]["sent_at"][11:16],
+                sorted((a["labels"]["version"], a["status"])
+                       for a in p["body"]["watchloop"]["alerts"])) for p in receiver.posts]
+    at = [(START + m * MINUTE).isoformat()[11:16] for m in (14, 32, 43)]
+    # 7 and 8 fire at 12 (for 2m): out together at 14, group_wait later. 9 fires at 32, more
+    # than group_interval after that batch: out at once. All three resolve at 43
+    # (keep_firing_for 3m after the first clear step, 40), 11 minutes after the last batch:
+    # out together at once.
+    assert batches[0] == (at[0], [("7", "firing"), ("8", "firing")])
+    assert batches[1] == (at[1], [("9", "firing")])
+    assert batches[2] == (at[2], [("7", "resolved"), ("8", "resolved"), ("9", "resolved")])
+    assert len(batches) == 3
+    assert receiver.posts[0]["body"]["text"] == "[FIRING:2] alertname=fraud-p99"
