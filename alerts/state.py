@@ -104,7 +104,10 @@ class Matcher:
                              "name=~regex or name!~regex)")
         name, op, value = found.groups()
         if op in ("=~", "!~"):
-            re.compile(value)
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"{text!r}: not a regular expression: {exc}") from None
         return cls(name, value.strip("\"'"), op)
 
 

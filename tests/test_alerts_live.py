@@ -266,3 +266,54 @@ def test_alerts_of_one_group_go_out_together_after_group_wait(store, client, rec
     assert batches[2] == (at[2], [("7", "resolved"), ("8", "resolved"), ("9", "resolved")])
     assert len(batches) == 3
     assert receiver.posts[0]["body"]["text"] == "[FIRING:2] alertname=fraud-p99"
+
+
+def test_silences_and_acks_over_the_api_need_the_token_and_record_who(store, client,
+                                                                       receiver):
+    import requests
+    from prometheus_client import CollectorRegistry
+
+    from telemetry import TelemetryWriter
+    from watchloop.api import create_app
+    from watchloop.metrics import ShellMetrics
+    from watchloop.shell import ApiServer
+
+    _write_history(store, minutes=40)
+    evaluator = _evaluator(_settings(receiver), store, client, receiver)
+    _run(evaluator, 36)  # firing since 33
+    writer = TelemetryWriter(store)
+    server = ApiServer(create_app(store, writer, ShellMetrics(CollectorRegistry()),
+                                  token="tok", alerts=evaluator.alerts), "127.0.0.1", 0)
+    server.start()
+    try:
+        api, auth = server.url, {"Authorization": "Bearer tok"}
+        [alert] = requests.get(f"{api}/v1/alerts", timeout=10).json()
+        assert alert["state"] == "firing" and alert["labels"]["model"] == "fraud"
+        silence = {"matchers": ["model=fraud"], "ends": "2099-01-01T00:00:00Z",
+                   "comment": "deploying the fix"}
+        assert requests.post(f"{api}/v1/silences", json=silence, timeout=10).status_code == 401
+        made = requests.post(f"{api}/v1/silences", json=silence, timeout=10,
+                             headers={**auth, "X-Watchloop-Actor": "ana@example.com"})
+        assert made.status_code == 201
+        [listed] = requests.get(f"{api}/v1/silences", timeout=10).json()
+        assert listed["author"] == "ana@example.com" and listed["active"]
+        bad = requests.post(f"{api}/v1/silences", headers=auth, timeout=10,
+                            json={**silence, "matchers": ["model=~("]})
+        assert bad.status_code == 422 and "not a regular expression" in bad.text
+        ack = requests.post(f"{api}/v1/alerts/{alert['fingerprint']}/ack", headers=auth,
+                            json={"comment": "on it", "author": "bo@example.com"}, timeout=10)
+        assert ack.status_code == 200
+        assert requests.post(f"{api}/v1/alerts/nope/ack", headers=auth, json={},
+                             timeout=10).status_code == 404
+        gone = requests.delete(f"{api}/v1/silences/{made.json()['id']}", headers=auth,
+                               timeout=10)
+        assert gone.status_code == 200
+        assert not requests.get(f"{api}/v1/silences", timeout=10).json()[0]["active"]
+    finally:
+        server.stop()
+        writer.close()
+    events = store.query("SELECT state, actor FROM alert_events WHERE actor NOT LIKE "
+                         "'evaluator:%' ORDER BY ts")
+    assert [tuple(e) for e in events] == [("silenced", "ana@example.com"),
+                                         ("acknowledged", "bo@example.com"),
+                                         ("unsilenced", "api")]

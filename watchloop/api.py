@@ -29,11 +29,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from alerts.state import AlertStore
 from telemetry import StoreError, TelemetryWriter
 from telemetry.group_commit import GroupCommit
 from telemetry.records import InferenceLogRecord, LabelRecord
 from telemetry.store import Store
 
+from .alerts_api import add_alert_routes
 from .metrics import ShellMetrics
 
 
@@ -61,6 +63,7 @@ def create_app(
     token: str | None = None,
     max_body_bytes: int = 16 * 1024 * 1024,
     is_ready: Callable[[], bool] | None = None,
+    alerts: AlertStore | None = None,
 ) -> FastAPI:
     """Build the API over a store and a writer; ``token`` requires a bearer token on ingest."""
     # Concurrent requests are written together (group commit), each answered once stored.
@@ -110,6 +113,9 @@ def create_app(
             status_code=401,
             headers={"WWW-Authenticate": "Bearer"},
         )
+
+    if alerts is not None:
+        add_alert_routes(app, alerts, store, unauthorized)
 
     async def read_body(request: Request) -> bytes:
         declared = request.headers.get("content-length")

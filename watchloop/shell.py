@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
+from alerts.evaluator import AlertEvaluator
 from telemetry import Migrator, TelemetryWriter
 from telemetry.extras import require
 from telemetry.store import Store, record_owner
@@ -113,6 +114,8 @@ class Shell:
                 token=token,
                 max_body_bytes=self.config.api.max_body_bytes,
                 is_ready=lambda: self._started,
+                alerts=next((c.alerts for c in self.components
+                             if isinstance(c, AlertEvaluator)), None),
             )
             self.api = ApiServer(app, self.config.api.host, self.config.api.port)
             self.api.start()
