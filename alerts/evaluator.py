@@ -13,6 +13,7 @@ after the route's ``repeat_interval``. Every process runs the outbox's delivery.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import uuid
@@ -53,7 +54,7 @@ class AlertEvaluator:
         self.settings = settings
         self._store = store
         self._clock = clock
-        holder = holder or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+        holder = holder or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.lease = Lease(redis, prefix=settings.prefix,
                            ttl_s=settings.lease_ttl.total_seconds(), holder=holder)
         self.alerts = AlertStore(redis, prefix=settings.prefix)

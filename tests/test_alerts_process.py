@@ -87,3 +87,62 @@ def test_an_outage_and_a_kill_9_deliver_every_notification_exactly_once(
     assert len(keys) == len(set(keys)) == 4
     statuses = Counter(p["body"]["watchloop"]["status"] for p in receiver.posts)
     assert statuses == {"firing": 2, "resolved": 2}
+
+
+def test_two_processes_one_leader_killed_mid_run_lose_and_double_no_notification(
+        tmp_path, clickhouse_server, redis_server, monkeypatch):
+    import redis
+
+    monkeypatch.setenv(PASSWORD_ENV, clickhouse_server.password)
+    url = clickhouse_server.url(f"t_{uuid.uuid4().hex[:10]}")
+    start = utc_now() + timedelta(seconds=8)
+    with open_store(url) as store:
+        Migrator(store).migrate()
+        for s in range(40):  # incidents at seconds 2-6 and 14-18
+            at = start + timedelta(seconds=s)
+            value = 80.0 if 2 <= s < 6 or 14 <= s < 18 else 20.0
+            ResultWriter(store, clock=lambda at=at: at).write_metrics(
+                "latency", "fraud", "7", at - timedelta(seconds=5), at,
+                {"latency_p99_ms": value}, at, status="ok")
+    receiver = Receiver()
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    processes = []
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        config = {
+            "store": {"type": "clickhouse", "url": url}, "api": {"port": free_port()},
+            "console": {"enabled": False},
+            "alerts": {
+                "redis_url": redis_server.url, "prefix": prefix, "lease_ttl": "2s",
+                "rules": [{"name": "fraud-p99", "interval": "1s", "threshold": {
+                    "series": {"monitor": "latency", "metric": "latency_p99_ms",
+                               "max_age": "5s"}, "op": ">", "value": 50}}],
+                "receivers": [{"name": "hook", "type": "webhook", "url": receiver.url}],
+                "route": {"receivers": ["hook"]},
+            },
+        }
+        processes.append(_up(tmp_path / name, config, clickhouse_server))
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        wait_until(lambda: client.get(f"{prefix}:alerts:leader"), timeout=60)
+        time.sleep(max(0.0, (start + timedelta(seconds=10) - utc_now()).total_seconds()))
+        assert len(receiver.posts) == 2  # incident one: fired and resolved
+        leader_pid = int(client.get(f"{prefix}:alerts:leader").decode().split("-")[-2])
+        [leader] = [p for p in processes if p.pid == leader_pid]
+        leader.send_signal(signal.SIGKILL)  # the standby takes over within the lease
+        leader.communicate(timeout=30)
+        wait_until(lambda: len(receiver.posts) >= 4, timeout=60)
+        time.sleep(3)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        errors = [p.communicate(timeout=60)[1] for p in processes]
+        client.close()
+        receiver.close()
+    survivor = [p for p in processes if p.pid != leader_pid][0]
+    assert survivor.returncode == 0, errors
+    keys = [p["headers"]["X-Watchloop-Idempotency-Key"] for p in receiver.posts]
+    assert len(keys) == len(set(keys)) == 4
+    assert Counter(p["body"]["watchloop"]["status"] for p in receiver.posts) == {
+        "firing": 2, "resolved": 2}
