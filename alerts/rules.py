@@ -72,7 +72,7 @@ SOURCES: dict[str, dict[str, Any]] = {
                   "metric": None, "status": False},
 }
 _COLUMN_METRICS = {
-    "kafka_lag": ("lag_seconds", "lag_messages"),
+    "kafka_lag": ("lag_seconds", "lag_messages", "status"),
     "collector": ("rows_in", "rows_out", "dead_letters", "duplicates", "store_retries", "lag"),
 }
 

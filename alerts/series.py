@@ -33,12 +33,15 @@ Labels = tuple[tuple[str, str], ...]
 Samples = dict[Labels, list[float | None]]
 
 _KEY_NAMES = {"model_version": "version", "consumer_group": "group"}
+#: A Kafka partition's status as a number: OK 0, WARN 1, REWIND 2, STALL 3, STOP 4.
+_COLUMN_VALUES = {"status": "indexOf(['OK', 'WARN', 'REWIND', 'STALL', 'STOP'], status) - 1"}
 
 
 def threshold_samples(store: Store, series: Series, steps: Sequence[datetime]) -> Samples:
     """The series' value per label set at each step (None: no data then)."""
     source = SOURCES[series.source]
-    value = source["value"] or series.metric  # a column name from a fixed list
+    # a column name from a fixed list; a Kafka partition's status as its Burrow severity
+    value = source["value"] or _COLUMN_VALUES.get(series.metric, series.metric)
     keys = list(source["keys"])
     params: dict[str, Any] = {"steps": [utc(s) for s in steps], "last": utc(max(steps))}
     where = ["greatest(ts, ingest_time) <= {last:DateTime64(3, 'UTC')}"]

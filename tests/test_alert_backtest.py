@@ -238,3 +238,22 @@ def test_a_diff_of_two_versions_of_a_rule_shows_the_pages_it_adds_and_removes(st
         (33 * MINUTE, 43 * MINUTE)]
     assert [f.fired_at - START for f in changed.only_before] == [73 * MINUTE, 123 * MINUTE]
     assert changed.only_after == []
+
+
+def test_a_kafka_consumer_group_that_stalls_fires_a_status_rule(store):
+    rule = Rule.model_validate({
+        "name": "lag-stalled", "interval": "1m", "threshold": {
+            "series": {"source": "kafka_lag", "metric": "status"}, "op": ">=", "value": 3}})
+    rows = []
+    for m in range(20):
+        at = START + m * MINUTE
+        status = "STALL" if 5 <= m < 10 else "OK"
+        rows.append([at, at, "main", "features", "events", 0, 100, 100 + m, m, 2.0 * m,
+                     status, ""])
+    store.insert("kafka_lag", rows, ("ts", "ingest_time", "cluster", "consumer_group", "topic",
+                                     "partition", "committed_offset", "log_end_offset",
+                                     "lag_messages", "lag_seconds", "status", "reason"))
+    result = backtest(store, rule, START, START + 20 * MINUTE)
+    [firing] = result.firings
+    assert (firing.fired_at - START, firing.resolved_at - START) == (5 * MINUTE, 10 * MINUTE)
+    assert dict(firing.labels) == {"group": "features", "topic": "events", "partition": "0"}
