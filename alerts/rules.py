@@ -87,6 +87,9 @@ class Series(_Settings):
     version: str = "*"
     labels: dict[str, str] = Field(default_factory=dict)  # matched against the row's labels
     max_age: Duration = timedelta(minutes=10)  # older than this, a series has no data
+    # a counter (dead letters, XID errors): its increase per second between two rows, a
+    # drop taken as a reset (as Prometheus' rate); the first row has no rate yet
+    rate: bool = False
 
     @model_validator(mode="after")
     def _known_metric(self) -> Series:

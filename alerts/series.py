@@ -69,6 +69,14 @@ def threshold_samples(store: Store, series: Series, steps: Sequence[datetime]) -
     rows = (f"SELECT {', '.join(selected)}, greatest(ts, ingest_time) AS known, "
             f"toNullable(toFloat64({value})) AS v, {status} AS st "
             f"FROM {source['table']} WHERE {' AND '.join(where)}")
+    if series.rate:
+        keyed = ", ".join(names)
+        rows = (f"SELECT {keyed}, known, if(pv IS NULL OR known = pk, NULL, "
+                "if(v >= pv, v - pv, v) * 1000 / dateDiff('millisecond', pk, known)) AS v, st "
+                f"FROM (SELECT *, lagInFrame(v) OVER w AS pv, "
+                f"lagInFrame(toNullable(known)) OVER w AS pk FROM ({rows}) "
+                f"WINDOW w AS (PARTITION BY {keyed} ORDER BY known "
+                "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW))")
     join = " AND ".join(f"s.{n} = r.{n}" for n in names)
     result = store.query(
         f"WITH found AS ({rows}) "

@@ -257,3 +257,22 @@ def test_a_kafka_consumer_group_that_stalls_fires_a_status_rule(store):
     [firing] = result.firings
     assert (firing.fired_at - START, firing.resolved_at - START) == (5 * MINUTE, 10 * MINUTE)
     assert dict(firing.labels) == {"group": "features", "topic": "events", "partition": "0"}
+
+
+def test_a_dead_letter_rate_rule_reads_a_counter_as_its_increase_per_second(store):
+    rule = Rule.model_validate({
+        "name": "dead-letters", "interval": "1m", "threshold": {
+            "series": {"source": "collector", "metric": "dead_letters", "rate": True},
+            "op": ">", "value": 1.0}})
+    rows, total = [], 0
+    for m in range(20):
+        total += 180 if 8 <= m < 12 else 6  # 3/s for four minutes, else 0.1/s
+        at = START + m * MINUTE
+        rows.append([at, at, "kafka", "source", 1000 * m, 1000 * m, total, 0, 0])
+    store.insert("collector_health", rows, ("ts", "ingest_time", "collector", "kind",
+                                            "rows_in", "rows_out", "dead_letters",
+                                            "duplicates", "store_retries"))
+    result = backtest(store, rule, START + MINUTE, START + 20 * MINUTE)
+    [firing] = result.firings
+    assert (firing.fired_at - START, firing.resolved_at - START) == (8 * MINUTE, 12 * MINUTE)
+    assert firing.peak == pytest.approx(3.0)
