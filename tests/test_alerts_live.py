@@ -317,3 +317,16 @@ def test_silences_and_acks_over_the_api_need_the_token_and_record_who(store, cli
     assert [tuple(e) for e in events] == [("silenced", "ana@example.com"),
                                          ("acknowledged", "bo@example.com"),
                                          ("unsilenced", "api")]
+
+
+def test_an_evaluation_that_fails_puts_its_alerts_in_error_and_says_so(store, client,
+                                                                       receiver):
+    _write_history(store, minutes=40)
+    evaluator = _evaluator(_settings(receiver), store, client, receiver)
+    _run(evaluator, 36)  # firing since 33
+    store.close()  # the store goes away: every query of the rule fails
+    evaluator.tick(START + 36 * MINUTE)
+    evaluator.outbox.deliver(block_ms=0)
+    assert [s for s, _ in _statuses(receiver)] == ["firing", "error"]
+    [(state, _)] = evaluator.alerts.alerts().values()
+    assert state.state == "error"
