@@ -19,7 +19,7 @@ from telemetry.clock import utc
 
 from .evaluate import rule_samples
 from .expr import compile_expression
-from .lifecycle import AlertState, Transition, advance
+from .lifecycle import AlertState, Transition, advance, is_breach
 from .rules import Query, Rule
 from .series import Labels
 
@@ -116,6 +116,9 @@ def backtest(store: Store, rule: Rule, start: datetime, end: datetime,
         changes: list[Transition] = []
         opened: tuple[datetime, float | None] | None = None
         for at, value in zip(steps, values, strict=True):
+            if alert.state == "inactive" and value is not None and \
+                    not is_breach(rule, alert, value):
+                continue  # nothing can change: skip the lifecycle's bookkeeping
             alert, change = advance(rule, alert, at, value)
             if opened is not None and value is not None:
                 opened = (opened[0], max(opened[1] or value, value))

@@ -66,6 +66,11 @@ def advance(rule: Rule, alert: AlertState, at: datetime,
     return _evaluate(rule, alert, at, float(observed), _is_breach(rule, alert, float(observed)))
 
 
+def is_breach(rule: Rule, alert: AlertState, value: float) -> bool:
+    """Whether ``value`` breaches the rule for an alert in ``alert``'s state."""
+    return _is_breach(rule, alert, value)
+
+
 def _is_breach(rule: Rule, alert: AlertState, value: float) -> bool:
     condition = rule.condition
     if condition is None:  # a burn rate: the lower of the two windows against the factor
