@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -229,3 +230,16 @@ def test_store_status_names_its_config_and_store_and_creates_nothing(tmp_path):
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert f"store    chdb://{store}" in done.stderr and "0005_result_evidence" in done.stdout
+
+
+def test_the_example_config_passes_config_check(tmp_path):
+    from pathlib import Path
+
+    example = Path(__file__).parent.parent / "watchloop.example.yaml"
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "watchloop.yaml").write_text(example.read_text())
+    names = set(re.findall(r"\$\{([A-Z_]+)\}", example.read_text()))
+    done = subprocess.run([sys.executable, "-m", "watchloop.cli", "config", "check",
+                           "watchloop.yaml"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, **dict.fromkeys(names, "x")})
+    assert done.returncode == 0, done.stderr
