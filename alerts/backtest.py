@@ -97,11 +97,13 @@ class BacktestResult:
 
 def steps_of(rule: Rule, start: datetime, end: datetime) -> list[datetime]:
     """The rule's evaluation moments in ``[start, end)``: every ``interval`` from ``start``."""
-    count = int((utc(end) - utc(start)) / rule.interval)
+    if utc(end) <= utc(start):
+        raise ValueError(f"the range ends ({end}) at or before it starts ({start})")
+    count = -(-(utc(end) - utc(start)) // rule.interval)  # every step before the end
     if count > MAX_STEPS:
         raise ValueError(f"{count} steps of {rule.interval} from {start} to {end}: more than "
                          f"{MAX_STEPS}; shorten the range or lengthen the interval")
-    return [utc(start) + i * rule.interval for i in range(max(count, 1))]
+    return [utc(start) + i * rule.interval for i in range(count)]
 
 
 def backtest(store: Store, rule: Rule, start: datetime, end: datetime,

@@ -56,6 +56,8 @@ def slo_rules(slos: Iterable[SLOSettings]) -> list[Rule]:
                 "name": f"{slo.name}:burn:{window_label(b.long)}-{window_label(b.short)}",
                 "severity": b.severity if b.severity in ("page", "ticket", "info") else "page",
                 "labels": {"slo": slo.name},
+                # a quiet window has no burn rate: not a page, as the workbook's alerts
+                "no_data": "ok",
                 "annotations": {"summary": f"SLO {slo.name} burns its error budget faster "
                                            f"than {b.factor:g}x over {window_label(b.long)} "
                                            f"and {window_label(b.short)}"},

@@ -25,7 +25,7 @@ def rule_samples(store: Store, rule: Rule, steps: Sequence[datetime]) -> Samples
 
 def alert_labels(rule: Rule, labels: Labels) -> dict[str, str]:
     """The labels an alert of ``rule`` carries: its series' and the rule's own."""
-    return {"alertname": rule.name, "severity": rule.severity, **dict(labels), **rule.labels}
+    return {**dict(labels), **rule.labels, "alertname": rule.name, "severity": rule.severity}
 
 
 def fingerprint(rule: Rule, labels: Labels) -> str:

@@ -31,7 +31,7 @@ from .evaluate import alert_labels, fingerprint, rule_samples
 from .grouping import regroup
 from .lifecycle import ERROR, AlertState, Transition, advance
 from .outbox import Outbox
-from .routing import Route
+from .routing import AlertmanagerReceiver, Route
 from .rules import Rule
 from .settings import AlertsSettings
 from .sinks import Sink
@@ -64,6 +64,9 @@ class AlertEvaluator:
                              clock=clock)
         self._due: dict[str, datetime] = {}
         self._buffers: dict[str, dict[str, Any]] = {}
+        self._began: dict[str, datetime | None] = {}  # the state a transition left, since
+        self._alertmanagers = {r.name: r.resend_interval for r in settings.receivers
+                               if isinstance(r, AlertmanagerReceiver)}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -124,6 +127,7 @@ class AlertEvaluator:
                     changed[fp] = (after, labels)
                 if change is not None:
                     transitions.append((fp, change, rule, labels))
+                    self._began[fp] = before.since if change.state != "firing" else now
         current = {fp: (state, labels) for fp, (state, labels) in known.items()}
         current.update(changed)
         notifications, marks = self._notifications(now, transitions, current)
@@ -154,8 +158,11 @@ class AlertEvaluator:
             fp = fingerprint(rule, series)
             mine.pop(fp, None)
             yield fp, alert_labels(rule, series), value
+        # a query rule's group without requests in the window counts 0 (an average: nothing)
+        missing = 0.0 if rule.query is not None and not rule.query.aggregate.startswith(
+            "avg(") else None
         for fp, labels in mine.items():
-            yield fp, labels, 0.0 if rule.query is not None else None
+            yield fp, labels, missing
 
     def _notifications(self, now: datetime,
                        transitions: list[tuple[str, Transition, Rule, dict[str, str]]],
@@ -189,7 +196,7 @@ class AlertEvaluator:
                     marks[mark] = 0
                 elif held(labels):
                     continue
-                elif change.state == "firing":
+                else:  # what fired (or lost its data) here, resolves here
                     marks[mark] = epoch_ms(now)
                 out.append((self._notification(now, fp, change.state, change.at, rule,
                                                labels, change.value, receiver, state), route))
@@ -204,8 +211,12 @@ class AlertEvaluator:
             for receiver, route in self.settings.route.receivers_for(labels):
                 last = notified.get(f"{fp}|{receiver}")
                 mark = f"{fp}|{receiver}"
-                if mark in marks or not last or \
-                        epoch_ms(now) - last < route.repeat_interval / _MS:
+                # never notified (held back by a silence or an inhibition since): now;
+                # Alertmanager receivers are re-sent often, or Alertmanager resolves it
+                every = route.repeat_interval
+                if receiver in self._alertmanagers:
+                    every = min(every, self._alertmanagers[receiver])
+                if mark in marks or (last and epoch_ms(now) - last < every / _MS):
                     continue
                 out.append((self._notification(now, fp, "firing", now, rule, labels,
                                                state.value, receiver, state), route))
@@ -219,7 +230,8 @@ class AlertEvaluator:
     def _notification(self, now: datetime, fp: str, status: str, at: datetime, rule: Rule,
                       labels: dict[str, str], value: float | None, receiver: str,
                       state: AlertState) -> dict[str, Any]:
-        started = state.since if status == "firing" and state.since else at
+        began = self._began.get(fp) if status != "firing" else state.since
+        started = began or at
         return {
             "key": f"{fp}:{epoch_ms(at)}:{status}:{receiver}",
             "receiver": receiver, "status": status, "fingerprint": fp, "labels": labels,

@@ -82,6 +82,8 @@ class _Compiler:
             if len(node.ops) != 1:
                 raise _at(node, "one comparison at a time: write a < x and x < b")
             return self.comparison(node.left, node.ops[0], node.comparators[0], node)
+        if isinstance(node, ast.Constant) and isinstance(node.value, bool):
+            return "1" if node.value else "0"  # where: True, every request
         if isinstance(node, ast.Name):  # a boolean feature: stored as 1 or 0
             return self.comparison(node, ast.Eq(), ast.Constant(True), node)
         raise _at(node, f"{type(node).__name__} is not part of the rule language")

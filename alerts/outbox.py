@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
@@ -25,6 +26,9 @@ from .sinks import DeliveryError, Sink
 log = logging.getLogger("watchloop.alerts")
 
 GROUP = "delivery"
+# Entries per read: few enough that a pass ends well within claim_idle, so no other
+# process claims an entry this one is about to send.
+_BATCH = 20
 
 
 class Outbox:
@@ -54,11 +58,26 @@ class Outbox:
         self._ensure_group()
         entries = list(self._read("0", None))  # this consumer's pending ones: retries
         _, claimed, *_ = self._redis.xautoclaim(self.stream, GROUP, self._consumer,
-                                                self._claim_idle_ms, "0-0", count=100)
+                                                self._claim_idle_ms, "0-0", count=_BATCH)
         entries += [(i, f) for i, f in claimed if f]
-        if not entries:
-            entries = list(self._read(">", block_ms))
-        return sum(self._deliver_one(entry_id, fields) for entry_id, fields in entries)
+        # new entries on every pass: one receiver backing off never holds back the others;
+        # block for them only when nothing is waiting to be retried
+        entries += self._read(">", None if entries else block_ms)
+        # in stream order per receiver: a receiver whose earlier notification is waiting
+        # gets none of its later ones before it (a resolution never overtakes its firing)
+        waiting: set[str] = set()
+        delivered = 0
+        for entry_id, fields in sorted(entries, key=lambda e: _order(e[0])):
+            receiver = json.loads(fields.get(b"n", fields.get("n")))["receiver"]
+            if receiver in waiting:
+                continue
+            if self._deliver_one(entry_id, fields):
+                delivered += 1
+            elif self._redis.hexists(self._attempts, _key(fields)):
+                waiting.add(receiver)
+        if entries and not delivered and block_ms:
+            time.sleep(block_ms / 1000)  # only retries not yet due: do not spin
+        return delivered
 
     def pending(self) -> int:
         """Entries not yet delivered (or given up)."""
@@ -84,7 +103,7 @@ class Outbox:
 
     def _read(self, cursor: str, block_ms: int | None) -> list[tuple[Any, dict]]:
         found = self._redis.xreadgroup(GROUP, self._consumer, {self.stream: cursor},
-                                       count=100, block=block_ms or None)  # 0: forever
+                                       count=_BATCH, block=block_ms or None)  # 0: forever
         out = []
         for _, entries in found or []:
             out += [(i, f) for i, f in entries if f]
@@ -107,7 +126,13 @@ class Outbox:
             if sink is None:
                 raise DeliveryError(f"no receiver named {notification['receiver']!r}",
                                     retry=False)
-            sink.send(notification)
+            try:
+                sink.send(notification)
+            except DeliveryError:
+                raise
+            except Exception as exc:  # a sink's bug must not stall the outbox: retried
+                log.exception("alerts: the %s sink failed", notification["receiver"])
+                raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
         except DeliveryError as exc:
             attempts["n"] += 1
             waited = timedelta(milliseconds=now_ms - attempts["first"])
@@ -130,3 +155,13 @@ class Outbox:
         self._redis.xack(self.stream, GROUP, entry_id)
         self._redis.hdel(self._attempts, key)
         return True
+
+
+def _order(entry_id: Any) -> tuple[int, int]:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _key(fields: dict) -> str:
+    return json.loads(fields.get(b"n", fields.get("n")))["key"]

@@ -50,6 +50,9 @@ class AlertmanagerReceiver(_Settings):
     name: str = Field(min_length=1)
     url: str = Field(pattern=r"^https?://")
     timeout_s: float = Field(5.0, gt=0)
+    # a firing alert is re-sent this often (Prometheus re-sends every minute); Alertmanager
+    # resolves one it has not heard of for its endsAt, set to four times this
+    resend_interval: Duration = timedelta(minutes=1)
 
 
 class DatadogReceiver(_Settings):

@@ -138,7 +138,7 @@ class Query(_Settings):
     """An aggregate over the raw inference logs of a window, per group."""
 
     model: str = Field(min_length=1)
-    where: str = "True"
+    where: str = Field("True", validate_default=True)
     group_by: tuple[str, ...] = ()  # feature names, or version
     aggregate: str = "count"  # count, or sum(x) / avg(x) of a field or numeric feature
     window: Duration = timedelta(minutes=1)
@@ -197,6 +197,8 @@ class Rule(_Settings):
         for name in labels:
             if not _LABEL.match(name):
                 raise ValueError(f"label name {name!r} must match [a-zA-Z_][a-zA-Z0-9_]*")
+            if name in ("alertname", "severity"):
+                raise ValueError(f"{name} is set by the rule itself (name:, severity:)")
         return labels
 
     @model_validator(mode="after")

@@ -155,8 +155,10 @@ def query_samples(store: Store, query: Query, start: datetime, interval: timedel
     partition = f"PARTITION BY {', '.join(names)} " if names else ""
     average = query.aggregate.startswith("avg(")
     value = "if(n = 0, NULL, total / n)" if average else "total"
-    params["threshold"] = query.value
-    # Only groups that breach at some step come back: the others stay inactive throughout.
+    # Only groups that breach at some step come back (the others stay inactive throughout);
+    # "breach" by the looser of value and recovery, which a firing alert is held to.
+    bounds = [query.value] if query.recovery is None else [query.value, query.recovery]
+    params["threshold"] = min(bounds) if query.op in (">", ">=") else max(bounds)
     rows = store.query(
         f"SELECT {k}i, value FROM ("
         f"SELECT {k}i, {value} AS value, "

@@ -15,7 +15,7 @@ import hmac
 import json
 import os
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 
 import requests
@@ -111,12 +111,11 @@ class AlertmanagerSink:
     """``POST /api/v2/alerts``: a firing alert with ``startsAt``, a resolved one with
     ``endsAt``, ``generatorURL`` pointing at the console."""
 
-    def __init__(self, settings: AlertmanagerReceiver, session: requests.Session | None = None,
-                 *, resend_ttl: timedelta = timedelta(minutes=10)):
+    def __init__(self, settings: AlertmanagerReceiver, session: requests.Session | None = None):
         self.name = settings.name
         self._settings = settings
         self._session = session or requests.Session()
-        self._ttl = resend_ttl
+        self._ttl = 4 * settings.resend_interval
 
     def send(self, notification: dict[str, Any]) -> None:
         alerts = [self._alert(n) for n in notification.get("alerts", [notification])]

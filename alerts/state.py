@@ -29,6 +29,10 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 # One atomic write: the state of the alerts and the notifications their transitions send,
 # or nothing when the writer's token is no longer the current one. KEYS[1] the token key,
 # KEYS[2] the outbox stream; ARGV[1] the token, ARGV[2] how many (hash, field, value)
@@ -72,9 +76,9 @@ class Lease:
         return False
 
     def release(self) -> None:
-        if self.token is not None and self._redis.get(self.key) in (self.holder,
-                                                                   self.holder.encode()):
-            self._redis.delete(self.key)
+        """Give the lease up, if still ours (compare and delete, in one step)."""
+        if self.token is not None:
+            self._redis.eval(_RELEASE, 1, self.key, self.holder)
         self.token = None
 
 
@@ -103,12 +107,13 @@ class Matcher:
             raise ValueError(f"not a matcher: {text!r} (write name=value, name!=value, "
                              "name=~regex or name!~regex)")
         name, op, value = found.groups()
+        value = value.strip("\"'")
         if op in ("=~", "!~"):
             try:
                 re.compile(value)
             except re.error as exc:
                 raise ValueError(f"{text!r}: not a regular expression: {exc}") from None
-        return cls(name, value.strip("\"'"), op)
+        return cls(name, value, op)
 
 
 @dataclass(frozen=True)

@@ -330,3 +330,30 @@ def test_an_evaluation_that_fails_puts_its_alerts_in_error_and_says_so(store, cl
     assert [s for s, _ in _statuses(receiver)] == ["firing", "error"]
     [(state, _)] = evaluator.alerts.alerts().values()
     assert state.state == "error"
+
+
+def test_an_alert_that_fired_under_a_silence_notifies_once_the_silence_ends(store, client,
+                                                                           receiver):
+    _write_history(store)
+    evaluator = _evaluator(_settings(receiver), store, client, receiver)
+    evaluator.alerts.add_silence(Silence((Matcher("alertname", "fraud-p99"),),
+                                         START, START + 40 * MINUTE, "ana", "deploying"))
+    _run(evaluator, 47)  # fired at 33 under the silence; the silence ends at 40
+    assert [(s, e[11:16]) for s, e in _statuses(receiver)] == [
+        ("firing", (START + 40 * MINUTE).isoformat()[11:16])]
+    _run(evaluator, 50, start=47)
+    assert [s for s, _ in _statuses(receiver)] == ["firing", "resolved"]
+
+
+def test_a_rule_language_edge_cases():
+    from alerts.rules import Rule
+
+    rule = Rule.model_validate({"name": "every-request", "query": {"model": "fraud",
+                                                                  "value": 100}})
+    assert rule.query.where == "True"
+    assert Matcher.parse("team=~'a|b'").matches({"team": "b"})
+    with pytest.raises(ValueError, match="not a regular expression"):
+        Matcher.parse("team=~'*'")
+    with pytest.raises(ValueError, match="set by the rule itself"):
+        Rule.model_validate({"name": "x", "labels": {"severity": "low"}, "threshold": {
+            "series": {"monitor": "latency", "metric": "latency_p99_ms"}, "value": 1}})
