@@ -24,7 +24,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from drift.settings import Duration
+from drift.settings import Duration, DurationOrZero
 
 from .state import Matcher
 
@@ -82,16 +82,9 @@ class Route(_Settings):
     # first batch group_wait after the group's first alert, later ones group_interval apart.
     # No group_by: each alert notifies on its own, at once.
     group_by: tuple[str, ...] = ()
-    group_wait: Annotated[timedelta, Field(ge=timedelta(0))] = timedelta(seconds=30)
-    group_interval: Annotated[timedelta, Field(ge=timedelta(0))] = timedelta(minutes=5)
+    group_wait: DurationOrZero = timedelta(seconds=30)
+    group_interval: DurationOrZero = timedelta(minutes=5)
     routes: tuple[Route, ...] = ()
-
-    @field_validator("group_wait", "group_interval", mode="before")
-    @classmethod
-    def _duration(cls, value: object) -> object:
-        from drift.settings import _parse_duration
-
-        return _parse_duration(value)
 
     @field_validator("matchers")
     @classmethod

@@ -39,7 +39,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from drift.settings import Duration
+from drift.settings import Duration, DurationOrZero
 from telemetry.problems import raise_at
 
 from .expr import ExpressionError, compile_expression
@@ -175,21 +175,14 @@ class Rule(_Settings):
     threshold: Threshold | None = None
     burn_rate: BurnRate | None = None
     query: Query | None = None
-    for_: Annotated[timedelta, Field(alias="for", ge=timedelta(0))] = timedelta(0)
-    keep_firing_for: Annotated[timedelta, Field(ge=timedelta(0))] = timedelta(0)
+    for_: Annotated[DurationOrZero, Field(alias="for")] = timedelta(0)
+    keep_firing_for: DurationOrZero = timedelta(0)
     interval: Duration = timedelta(minutes=1)
     no_data: NoData = "nodata"
     error: ErrorState = "error"
     severity: Literal["page", "ticket", "info"] = "page"
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)  # summary, runbook_url, ...
-
-    @field_validator("for_", "keep_firing_for", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        from drift.settings import _parse_duration
-
-        return _parse_duration(value)
 
     @field_validator("labels")
     @classmethod

@@ -62,6 +62,9 @@ def _parse_duration(value: Any) -> Any:
 
 #: A positive duration: a timedelta, seconds, or text such as "5m", "1h", "3d".
 Duration = Annotated[timedelta, BeforeValidator(_parse_duration), Field(gt=timedelta(0))]
+#: The same, where zero means "none" (an alert's ``for``, a group's ``group_wait``).
+DurationOrZero = Annotated[timedelta, BeforeValidator(_parse_duration),
+                           Field(ge=timedelta(0))]
 
 def window_label(length: timedelta) -> str:
     """A duration as the SRE workbook writes windows: 5m, 1h, 3d."""
