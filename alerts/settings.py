@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from drift.settings import Duration
-from telemetry.problems import raise_at
+from telemetry.problems import raise_at, repeated_names
 
 from .routing import InhibitRule, Receiver, Route
 from .rules import Rule
@@ -40,18 +40,11 @@ class AlertsSettings(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> AlertsSettings:
-        problems = []
-        first: dict[str, int] = {}
-        for i, rule in enumerate(self.rules):
-            if rule.name in first:
-                problems.append((("rules", i, "name"), f"{rule.name!r} is already the name of "
-                                 f"rules[{first[rule.name]}]", rule.name))
-            first.setdefault(rule.name, i)
+        problems = repeated_names((("rules", i, "name"), r.name)
+                                  for i, r in enumerate(self.rules))
+        problems += repeated_names((("receivers", i, "name"), r.name)
+                                   for i, r in enumerate(self.receivers))
         names = [r.name for r in self.receivers]
-        for i, name in enumerate(names):
-            if name in names[:i]:
-                problems.append((("receivers", i, "name"), f"{name!r} is already a "
-                                 "receiver's name", name))
         for path, route in _routes(self.route, ("route",)):
             for receiver in route.receivers:
                 if receiver not in names:

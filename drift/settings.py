@@ -43,7 +43,7 @@ from pydantic import (
     model_validator,
 )
 
-from telemetry.problems import raise_at
+from telemetry.problems import raise_at, repeated_names
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -245,14 +245,8 @@ class MonitorSettings(_Settings):
 
     @model_validator(mode="after")
     def _unique_slo_names(self) -> MonitorSettings:
-        first: dict[str, int] = {}
-        problems = []
-        for i, slo in enumerate(self.slos):
-            if slo.name in first:
-                problems.append((("slos", i, "name"), f"{slo.name!r} is already the name of "
-                                 f"slos[{first[slo.name]}]", slo.name))
-            first.setdefault(slo.name, i)
-        raise_at("MonitorSettings", problems)
+        raise_at("MonitorSettings", repeated_names(
+            (("slos", i, "name"), slo.name) for i, slo in enumerate(self.slos)))
         return self
 
     def for_model(self, model: str) -> tuple[DriftSettings, QualitySettings, LatencySettings]:

@@ -7,7 +7,7 @@ blames the key, so ``watchloop config check`` prints the line a user has to chan
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,3 +23,18 @@ def raise_at(title: str, problems: Sequence[tuple[tuple[str | int, ...], str, An
                          input=value)
         for loc, message, value in problems
     ])
+
+
+def repeated_names(entries: Iterable[tuple[tuple[str | int, ...], str]], *, within: str = "",
+                   hint: str = "") -> list[tuple[tuple[str | int, ...], str, Any]]:
+    """A problem (for ``raise_at``) for each ``(location, name)`` whose name an earlier entry
+    already has: "'x' is already the name of slos[0]" (``within`` prefixes where)."""
+    first: dict[str, tuple[str | int, ...]] = {}
+    problems = []
+    for location, name in entries:
+        if name in first:
+            section, index = first[name][:2]
+            problems.append((location, f"{name!r} is already the name of "
+                             f"{within}{section}[{index}]{hint}", name))
+        first.setdefault(name, location)
+    return problems

@@ -32,7 +32,7 @@ from collectors.runner import RunnerSettings
 from collectors.serving_metrics import TorchServeMetricsSettings, TritonMetricsSettings
 from drift.settings import Duration, MonitorSettings
 from telemetry.errors import WatchloopError
-from telemetry.problems import raise_at
+from telemetry.problems import raise_at, repeated_names
 from telemetry.records import MAX_FUTURE_SKEW
 
 DEFAULT_CONFIG_FILE = "watchloop.yaml"
@@ -138,18 +138,12 @@ class CollectorsSettings(Settings):
     @model_validator(mode="after")
     def _unique_names(self) -> CollectorsSettings:
         """Collector names key their health rows and metrics: each must be unique."""
-        first: dict[str, str] = {}
-        problems = []
-        for section in ("sources", "pollers"):
-            for i, entry in enumerate(getattr(self, section)):
-                where, name = f"{section}[{i}]", entry.collector_name
-                if name in first:
-                    key = "name" if "name" in type(entry).model_fields else "cluster"
-                    problems.append(((section, i, key), f"{name!r} is already the "
-                                     f"name of collectors.{first[name]}; give each "
-                                     "collector a name of its own", name))
-                first.setdefault(name, where)
-        raise_at("CollectorsSettings", problems)
+        entries = [((section, i, "name" if "name" in type(entry).model_fields else "cluster"),
+                    entry.collector_name)
+                   for section in ("sources", "pollers")
+                   for i, entry in enumerate(getattr(self, section))]
+        raise_at("CollectorsSettings", repeated_names(
+            entries, within="collectors.", hint="; give each collector a name of its own"))
         return self
 
 
