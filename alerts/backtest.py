@@ -21,7 +21,7 @@ from .evaluate import rule_samples
 from .expr import compile_expression
 from .lifecycle import AlertState, Transition, advance, is_breach
 from .rules import Query, Rule
-from .series import Labels
+from .series import Labels, aggregate_columns, group_column
 
 #: Backtests refuse more steps than this (a year of 1-minute steps is 525,600).
 MAX_STEPS = 600_000
@@ -187,17 +187,9 @@ def radar(store: Store, query: Query, start: datetime, end: datetime, *,
                               "end": utc(end), "pos": positive,
                               "window_ms": int(query.window.total_seconds() * 1000),
                               "amount": amount or ""}
-    groups = []
-    for i, name in enumerate(query.group_by):
-        params[f"gb{i}"] = name
-        groups.append(f"if(mapContains(categorical_features, {{gb{i}:String}}), "
-                      f"categorical_features[{{gb{i}:String}}], "
-                      f"toString(numeric_features[{{gb{i}:String}}]))")
+    groups = [group_column(name, i, params) for i, name in enumerate(query.group_by)]
     partition = f"PARTITION BY {', '.join(groups)} " if groups else ""
-    measure = "1" if query.aggregate == "count" else (
-        "numeric_features[{agg:String}]")
-    if query.aggregate != "count":
-        params["agg"] = query.aggregate[4:-1]
+    measure, _ = aggregate_columns(query.aggregate, params)
     function = "avg" if query.aggregate.startswith("avg(") else "sum"
     op = {">": ">", ">=": ">=", "<": "<", "<=": "<="}[query.op]
     row = store.query(

@@ -39,7 +39,8 @@ from .state import AlertStore, FencedOut, Lease
 
 log = logging.getLogger("watchloop.alerts")
 
-_EVENT_COLUMNS = ("ts", "ingest_time", "fingerprint", "rule", "severity", "state", "model",
+#: The columns of an ``alert_events`` row, as the evaluator and the API write them.
+EVENT_COLUMNS = ("ts", "ingest_time", "fingerprint", "rule", "severity", "state", "model",
                   "model_version", "value", "summary", "labels", "actor")
 
 
@@ -250,7 +251,7 @@ class AlertEvaluator:
                  rule.annotations.get("summary", ""), labels, f"evaluator:{self.lease.holder}"]
                 for fp, change, rule, labels in transitions]
         try:
-            self._store.insert("alert_events", rows, _EVENT_COLUMNS)
+            self._store.insert("alert_events", rows, EVENT_COLUMNS)
         except StoreError as exc:  # the state in Redis is what counts; the history can lag
             log.error("alerts: recording %d transitions failed: %s", len(rows), exc)
 

@@ -68,13 +68,15 @@ class Outbox:
         waiting: set[str] = set()
         delivered = 0
         for entry_id, fields in sorted(entries, key=lambda e: _order(e[0])):
-            receiver = json.loads(fields.get(b"n", fields.get("n")))["receiver"]
-            if receiver in waiting:
+            raw = fields.get(b"n", fields.get("n"))
+            notification = json.loads(raw)
+            if notification["receiver"] in waiting:
                 continue
-            if self._deliver_one(entry_id, fields):
+            outcome = self._deliver_one(entry_id, raw, notification)
+            if outcome == "sent":
                 delivered += 1
-            elif self._redis.hexists(self._attempts, _key(fields)):
-                waiting.add(receiver)
+            elif outcome == "waiting":
+                waiting.add(notification["receiver"])
         if entries and not delivered and block_ms:
             time.sleep(block_ms / 1000)  # only retries not yet due: do not spin
         return delivered
@@ -109,18 +111,18 @@ class Outbox:
             out += [(i, f) for i, f in entries if f]
         return out
 
-    def _deliver_one(self, entry_id: Any, fields: dict) -> bool:
-        raw = fields.get(b"n", fields.get("n"))
-        notification = json.loads(raw)
+    def _deliver_one(self, entry_id: Any, raw: Any, notification: dict) -> str:
+        """``sent``; ``waiting`` for a retry; or ``done`` without sending (sent before a
+        crash, or given up)."""
         key = notification["key"]
         if self._redis.sismember(self._delivered, key):  # sent before a crash: done
             self._redis.xack(self.stream, GROUP, entry_id)
-            return False
+            return "done"
         now_ms = epoch_ms(self._clock())
         attempts = json.loads(self._redis.hget(self._attempts, key) or "null") or {
             "n": 0, "first": now_ms, "next": now_ms}
         if attempts["next"] > now_ms:
-            return False
+            return "waiting"
         sink = self._sinks.get(notification["receiver"])
         try:
             if sink is None:
@@ -143,18 +145,18 @@ class Outbox:
                 self._redis.hdel(self._attempts, key)
                 log.error("alerts: gave up on %s to %s after %d attempts: %s", key,
                           notification["receiver"], attempts["n"], exc)
-                return False
+                return "done"
             delay = min(self._backoff[0] * 2 ** (attempts["n"] - 1), self._backoff[1])
             attempts["next"] = now_ms + int(delay.total_seconds() * 1000)
             self._redis.hset(self._attempts, key, json.dumps(attempts))
             if attempts["n"] == 1:
                 log.warning("alerts: delivering to %s failed (retrying with backoff): %s",
                             notification["receiver"], exc)
-            return False
+            return "waiting"
         self._redis.sadd(self._delivered, key)
         self._redis.xack(self.stream, GROUP, entry_id)
         self._redis.hdel(self._attempts, key)
-        return True
+        return "sent"
 
 
 def _order(entry_id: Any) -> tuple[int, int]:
@@ -162,6 +164,3 @@ def _order(entry_id: Any) -> tuple[int, int]:
     ms, _, seq = text.partition("-")
     return int(ms), int(seq or 0)
 
-
-def _key(fields: dict) -> str:
-    return json.loads(fields.get(b"n", fields.get("n")))["key"]

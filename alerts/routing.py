@@ -20,6 +20,7 @@ Shape (YAML, under ``alerts:``)::
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import cached_property
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -93,8 +94,12 @@ class Route(_Settings):
             Matcher.parse(text)
         return matchers
 
+    @cached_property
+    def _matchers(self) -> tuple[Matcher, ...]:
+        return tuple(Matcher.parse(m) for m in self.matchers)
+
     def matches(self, labels: dict[str, str]) -> bool:
-        return all(Matcher.parse(m).matches(labels) for m in self.matchers)
+        return all(m.matches(labels) for m in self._matchers)
 
     def receivers_for(self, labels: dict[str, str]) -> list[tuple[str, Route]]:
         """(receiver, the route that sends to it) for an alert's labels, as Alertmanager
@@ -126,13 +131,19 @@ class InhibitRule(_Settings):
             Matcher.parse(text)
         return matchers
 
+    @cached_property
+    def _parsed(self) -> tuple[tuple[Matcher, ...], tuple[Matcher, ...]]:
+        return (tuple(Matcher.parse(m) for m in self.source_matchers),
+                tuple(Matcher.parse(m) for m in self.target_matchers))
+
     def inhibits(self, target: dict[str, str], firing: list[dict[str, str]]) -> bool:
-        if not all(Matcher.parse(m).matches(target) for m in self.target_matchers):
+        sources, targets = self._parsed
+        if not all(m.matches(target) for m in targets):
             return False
         for source in firing:
             if source is target or source == target:
                 continue
-            if all(Matcher.parse(m).matches(source) for m in self.source_matchers) and all(
+            if all(m.matches(source) for m in sources) and all(
                     source.get(name, "") == target.get(name, "") for name in self.equal):
                 return True
         return False

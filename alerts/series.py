@@ -133,17 +133,9 @@ def query_samples(store: Store, query: Query, start: datetime, interval: timedel
                               "step_ms": int(interval.total_seconds() * 1000),
                               "window_ms": int(query.window.total_seconds() * 1000),
                               "n": count}
-    groups = []
-    for i, name in enumerate(query.group_by):
-        if name in FIELDS:
-            groups.append(f"toString({FIELDS[name][0]}) AS g{i}")
-        else:
-            params[f"gb{i}"] = name
-            groups.append(f"if(mapContains(categorical_features, {{gb{i}:String}}), "
-                          f"categorical_features[{{gb{i}:String}}], "
-                          f"toString(numeric_features[{{gb{i}:String}}])) AS g{i}")
+    groups = [f"{group_column(name, i, params)} AS g{i}" for i, name in enumerate(query.group_by)]
     names = [f"g{i}" for i in range(len(groups))]
-    amount, counted = _aggregate(query.aggregate, params)
+    amount, counted = aggregate_columns(query.aggregate, params)
     offset = "toUnixTimestamp64Milli({start:DateTime64(3, 'UTC')})"
     first = (f"toInt64(ceil((greatest(toUnixTimestamp64Milli(event_time), "
              f"toUnixTimestamp64Milli(ingest_time)) - {offset}) / {{step_ms:Int64}}))")
@@ -191,7 +183,18 @@ def query_samples(store: Store, query: Query, start: datetime, interval: timedel
     return out
 
 
-def _aggregate(aggregate: str, params: dict[str, Any]) -> tuple[str, str]:
+def group_column(name: str, index: int, params: dict[str, Any]) -> str:
+    """The SQL of a ``group_by`` entry, as text: a field's column, or a feature (text, or a
+    number's text); binds the feature name as ``gb<index>``."""
+    if name in FIELDS:
+        return f"toString({FIELDS[name][0]})"
+    params[f"gb{index}"] = name
+    return (f"if(mapContains(categorical_features, {{gb{index}:String}}), "
+            f"categorical_features[{{gb{index}:String}}], "
+            f"toString(numeric_features[{{gb{index}:String}}]))")
+
+
+def aggregate_columns(aggregate: str, params: dict[str, Any]) -> tuple[str, str]:
     """(the summed amount, the counted rows) of one row, for count, sum(x) or avg(x)."""
     if aggregate == "count":
         return "toFloat64(1)", "toInt64(1)"

@@ -31,30 +31,26 @@ def _up(tmp_path, config: dict, server) -> subprocess.Popen:
                             env={**os.environ, PASSWORD_ENV: server.password})
 
 
-def test_an_outage_and_a_kill_9_deliver_every_notification_exactly_once(
-        tmp_path, clickhouse_server, redis_server, monkeypatch):
-    monkeypatch.setenv(PASSWORD_ENV, clickhouse_server.password)
-    url = clickhouse_server.url(f"t_{uuid.uuid4().hex[:10]}")
-    start = utc_now() + timedelta(seconds=3)
+def _history(url: str, start, seconds: int, incidents: list[range]) -> None:
+    """A p99 each second from ``start`` on, written ahead: each row is seen once its time
+    comes (ingested at its own time); 80 ms in the incidents' seconds, else 20 ms."""
     with open_store(url) as store:
         Migrator(store).migrate()
-        # a p99 each second from now on, written ahead: each row is seen once its time comes
-        # (ingested at its own time). Two incidents: seconds 2-8 and 16-22.
-        for s in range(60):
+        for s in range(seconds):
             at = start + timedelta(seconds=s)
-            value = 80.0 if 2 <= s < 8 or 16 <= s < 22 else 20.0
+            value = 80.0 if any(s in incident for incident in incidents) else 20.0
             ResultWriter(store, clock=lambda at=at: at).write_metrics(
                 "latency", "fraud", "7", at - timedelta(seconds=5), at,
                 {"latency_p99_ms": value}, at, status="ok")
-    receiver = Receiver()
-    receiver.failing = True
-    config = {
-        "store": {"type": "clickhouse", "url": url},
-        "api": {"port": free_port()},
+
+
+def _config(url: str, redis_url: str, prefix: str, receiver: Receiver, **alerts) -> dict:
+    """``watchloop up`` on the server, evaluating one 1-second p99 rule into a webhook."""
+    return {
+        "store": {"type": "clickhouse", "url": url}, "api": {"port": free_port()},
         "console": {"enabled": False},
         "alerts": {
-            "redis_url": redis_server.url, "prefix": f"p{uuid.uuid4().hex[:8]}",
-            "lease_ttl": "3s", "retry_max": "2s",
+            "redis_url": redis_url, "prefix": prefix, **alerts,
             "rules": [{"name": "fraud-p99", "interval": "1s", "threshold": {
                 "series": {"monitor": "latency", "metric": "latency_p99_ms", "max_age": "5s"},
                 "op": ">", "value": 50}}],
@@ -62,6 +58,18 @@ def test_an_outage_and_a_kill_9_deliver_every_notification_exactly_once(
             "route": {"receivers": ["hook"]},
         },
     }
+
+
+def test_an_outage_and_a_kill_9_deliver_every_notification_exactly_once(
+        tmp_path, clickhouse_server, redis_server, monkeypatch):
+    monkeypatch.setenv(PASSWORD_ENV, clickhouse_server.password)
+    url = clickhouse_server.url(f"t_{uuid.uuid4().hex[:10]}")
+    start = utc_now() + timedelta(seconds=3)
+    _history(url, start, 60, [range(2, 8), range(16, 22)])
+    receiver = Receiver()
+    receiver.failing = True
+    config = _config(url, redis_server.url, f"p{uuid.uuid4().hex[:8]}", receiver,
+                     lease_ttl="3s", retry_max="2s")
     first = _up(tmp_path, config, clickhouse_server)
     try:
         time.sleep((start - utc_now()).total_seconds() + 12)  # incident one fired and resolved
@@ -96,31 +104,13 @@ def test_two_processes_one_leader_killed_mid_run_lose_and_double_no_notification
     monkeypatch.setenv(PASSWORD_ENV, clickhouse_server.password)
     url = clickhouse_server.url(f"t_{uuid.uuid4().hex[:10]}")
     start = utc_now() + timedelta(seconds=8)
-    with open_store(url) as store:
-        Migrator(store).migrate()
-        for s in range(40):  # incidents at seconds 2-6 and 14-18
-            at = start + timedelta(seconds=s)
-            value = 80.0 if 2 <= s < 6 or 14 <= s < 18 else 20.0
-            ResultWriter(store, clock=lambda at=at: at).write_metrics(
-                "latency", "fraud", "7", at - timedelta(seconds=5), at,
-                {"latency_p99_ms": value}, at, status="ok")
+    _history(url, start, 40, [range(2, 6), range(14, 18)])
     receiver = Receiver()
     prefix = f"p{uuid.uuid4().hex[:8]}"
     processes = []
     for name in ("one", "two"):
         (tmp_path / name).mkdir()
-        config = {
-            "store": {"type": "clickhouse", "url": url}, "api": {"port": free_port()},
-            "console": {"enabled": False},
-            "alerts": {
-                "redis_url": redis_server.url, "prefix": prefix, "lease_ttl": "2s",
-                "rules": [{"name": "fraud-p99", "interval": "1s", "threshold": {
-                    "series": {"monitor": "latency", "metric": "latency_p99_ms",
-                               "max_age": "5s"}, "op": ">", "value": 50}}],
-                "receivers": [{"name": "hook", "type": "webhook", "url": receiver.url}],
-                "route": {"receivers": ["hook"]},
-            },
-        }
+        config = _config(url, redis_server.url, prefix, receiver, lease_ttl="2s")
         processes.append(_up(tmp_path / name, config, clickhouse_server))
     client = redis.Redis.from_url(redis_server.url)
     try:

@@ -17,14 +17,12 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import AwareDatetime, BaseModel, Field, field_validator, model_validator
 from starlette.concurrency import run_in_threadpool
 
+from alerts.evaluator import EVENT_COLUMNS
 from alerts.state import AlertStore, Matcher, Silence
 from telemetry import Store, StoreError
 from telemetry.clock import utc, utc_now
 
 log = logging.getLogger("watchloop.alerts")
-
-_EVENT_COLUMNS = ("ts", "ingest_time", "fingerprint", "rule", "severity", "state", "model",
-                  "model_version", "value", "summary", "labels", "actor")
 
 
 class SilenceRequest(BaseModel):
@@ -91,7 +89,7 @@ def add_alert_routes(app: FastAPI, alerts: AlertStore, store: Store,
         now = utc_now()
         try:
             store.insert("alert_events", [[now, now, fingerprint, "", "", state, "", "", None,
-                                           summary, labels, actor]], _EVENT_COLUMNS)
+                                           summary, labels, actor]], EVENT_COLUMNS)
         except StoreError as exc:  # the change itself is in Redis, where it counts
             log.error("alerts: recording %s by %s failed: %s", state, actor, exc)
 
