@@ -15,12 +15,14 @@ __all__ = ["save_scorer"]
 
 
 def save_scorer(path: Path, n_features: int, *, weight: float = 1.0, bias: float = 0.0,
-                fail_above: float | None = None, slow_rounds: int = 0,
-                wrong_shape: bool = False, logits: bool = False) -> Path:
+                fail_above: float | None = None, fail_after_calls: int = 0,
+                slow_rounds: int = 0, wrong_shape: bool = False,
+                logits: bool = False) -> Path:
     """Save ``sigmoid(weight * mean(x) + bias)`` as TorchScript at ``path``.
 
     ``fail_above``: raise when a row's first feature exceeds it (uniform features in [0, 1)
-    with 0.8 fail a fifth of requests). ``slow_rounds``: that many 256x256 matrix products per
+    with 0.8 fail a fifth of requests), once the model has answered ``fail_after_calls``
+    calls: a version that passes its warm-up and degrades in service. ``slow_rounds``: that many 256x256 matrix products per
     request. ``wrong_shape``: return every feature instead of one score per row. ``logits``:
     skip the sigmoid, so scores leave [0, 1].
     """
@@ -32,13 +34,16 @@ def save_scorer(path: Path, n_features: int, *, weight: float = 1.0, bias: float
             self.weight = weight
             self.bias = bias
             self.fail_above = fail_above if fail_above is not None else float("inf")
+            self.fail_after_calls = fail_after_calls
+            self.calls = 0
             self.slow_rounds = slow_rounds
             self.wrong_shape = wrong_shape
             self.logits = logits
             self.work = torch.nn.Parameter(torch.eye(256) * 0.5, requires_grad=False)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            if bool((x[:, 0] > self.fail_above).any()):
+            self.calls += 1
+            if self.calls > self.fail_after_calls and bool((x[:, 0] > self.fail_above).any()):
                 raise RuntimeError("degraded: feature 0 above the failure threshold")
             acc = self.work
             for _ in range(self.slow_rounds):
