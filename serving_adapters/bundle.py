@@ -1,4 +1,4 @@
-"""Lay out a version for a server: a TorchServe ``.mar`` or a Triton repository entry.
+"""Lay out a version for a server: a TorchServe ``.mar``, or the files of a Triton version.
 
 Both carry the same four files beside the server-side entry point: ``model.pt``
 (TorchScript), ``watchloop-model.json`` (name, version, features, payload-log target), and
@@ -19,28 +19,12 @@ from .base import ModelPackage
 from .errors import PackagingError
 from .runtime import META_FILE, MODEL_FILE
 
-__all__ = ["build_mar", "mar_name", "read_features", "write_triton_config", "write_version_files"]
+__all__ = ["build_mar", "mar_name", "read_features", "write_version_files"]
 
 _SERVER_FILES = {
     "watchloop_runtime.py": ("serving_adapters", "runtime.py"),
     "watchloop_payload_log.py": ("serving_adapters", "payload_log.py"),
 }
-
-TRITON_CONFIG = """name: "{name}"
-backend: "python"
-max_batch_size: 0
-version_policy: {{ latest {{ num_versions: 1 }} }}
-input [
-  {{ name: "FEATURES", data_type: TYPE_FP32, dims: [ -1, -1 ] }},
-  {{ name: "REQUEST_ID", data_type: TYPE_STRING, dims: [ -1 ], optional: true }}
-]
-output [
-  {{ name: "SCORE", data_type: TYPE_FP32, dims: [ -1 ] }},
-  {{ name: "REQUEST_ID", data_type: TYPE_STRING, dims: [ -1 ] }}
-]
-instance_group [{{ kind: KIND_CPU, count: {instances} }}]
-"""
-
 
 def write_version_files(package: ModelPackage, directory: Path, entry_point: str,
                         entry_name: str) -> list[Path]:
@@ -99,8 +83,3 @@ def build_mar(package: ModelPackage, model_store: Path, archiver: str) -> str:
         shutil.move(str(Path(tmp) / f"{package.model}.mar"), model_store / name)
     return name
 
-
-def write_triton_config(model_dir: Path, model: str, instances: int = 1) -> None:
-    """The model's ``config.pbtxt``: the Python backend, FEATURES in, SCORE out."""
-    model_dir.mkdir(parents=True, exist_ok=True)
-    (model_dir / "config.pbtxt").write_text(TRITON_CONFIG.format(name=model, instances=instances))

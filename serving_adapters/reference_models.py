@@ -22,9 +22,9 @@ def save_scorer(path: Path, n_features: int, *, weight: float = 1.0, bias: float
 
     ``fail_above``: raise when a row's first feature exceeds it (uniform features in [0, 1)
     with 0.8 fail a fifth of requests), once the model has answered ``fail_after_calls``
-    calls: a version that passes its warm-up and degrades in service. ``slow_rounds``: that many 256x256 matrix products per
-    request. ``wrong_shape``: return every feature instead of one score per row. ``logits``:
-    skip the sigmoid, so scores leave [0, 1].
+    calls: a version that passes its warm-up and degrades in service. ``slow_rounds``: that
+    many 256x256 matrix products per request. ``wrong_shape``: return every feature instead
+    of one score per row. ``logits``: skip the sigmoid, so scores leave [0, 1].
     """
     torch = require("torch", "the reference scorers")
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from .base import Health, ModelPackage, Prediction, VersionInfo, VersionStats
-from .bundle import read_features, write_version_files
+from .bundle import write_version_files
 from .errors import PredictionError, ServingError
 from .http import HttpClient, message_of
 from .settings import TritonSettings
@@ -42,7 +43,8 @@ def model_config(name: str, version: int, instances: int) -> dict[str, Any]:
         "max_batch_size": 0,
         "version_policy": {"specific": {"versions": [version]}},
         "input": [
-            {"name": "FEATURES", "data_type": "TYPE_FP32", "dims": [-1, -1]},
+            {"name": "INSTANCES", "data_type": "TYPE_STRING", "dims": [-1], "optional": True},
+            {"name": "FEATURES", "data_type": "TYPE_FP32", "dims": [-1, -1], "optional": True},
             {"name": "REQUEST_ID", "data_type": "TYPE_STRING", "dims": [-1], "optional": True},
         ],
         "output": [
@@ -78,7 +80,6 @@ class TritonAdapter:
         self.settings = settings
         self.http = http or HttpClient("Triton", settings.timeout_s)
         self._sleep = sleep
-        self._features: dict[tuple[str, str], tuple[str, ...]] = {}
 
     @property
     def address(self) -> str:
@@ -175,23 +176,13 @@ class TritonAdapter:
         if version is not None and version == self._candidate(model) \
                 and self.serving_version(model) != version:
             name = candidate_name(model)
-        features = self._feature_names(model, version)
-        rows: list[float] = []
-        ids = []
-        for i, instance in enumerate(instances):
-            values = instance.get("features", {})
-            try:
-                rows += [float(values[f]) for f in features]
-            except (KeyError, TypeError, ValueError) as exc:
-                raise PredictionError(f"instance {i}: needs numeric features {features}: "
-                                      f"{exc}", 400) from exc
-            ids.append(str(instance.get("request_id") or f"r{time.time_ns()}-{i}"))
+        ids = [str(x.get("request_id") or uuid.uuid4().hex) for x in instances]
+        encoded = [json.dumps({"request_id": rid, "features": x.get("features")})
+                   for rid, x in zip(ids, instances, strict=True)]
         path = f"{name}/versions/{version}" if version else name
         url = f"{self.settings.url}/v2/models/{path}/infer"
         body = {"inputs": [
-            {"name": "FEATURES", "datatype": "FP32", "shape": [len(ids), len(features)],
-             "data": rows},
-            {"name": "REQUEST_ID", "datatype": "BYTES", "shape": [len(ids)], "data": ids},
+            {"name": "INSTANCES", "datatype": "BYTES", "shape": [len(ids)], "data": encoded},
         ]}
         started = time.perf_counter()
         try:
@@ -235,7 +226,6 @@ class TritonAdapter:
             self._unload(candidate_name(model))
             shutil.rmtree(self.repository / candidate_name(model), ignore_errors=True)
         shutil.rmtree(self.repository / model / str(_version_number(version)), ignore_errors=True)
-        self._features.pop((model, version), None)
 
     def close(self) -> None:
         self.http.close()
@@ -264,22 +254,6 @@ class TritonAdapter:
     def _unload(self, name: str) -> None:
         self.http.call("POST", f"{self.settings.url}/v2/repository/models/{name}/unload",
                        json={}, expect=(200, 400, 404))
-
-    def _feature_names(self, model: str, version: str | None) -> tuple[str, ...]:
-        version = version or self.serving_version(model)
-        if version is None:
-            raise PredictionError(f"Triton at {self.address} serves no version of {model}", 404)
-        key = (model, version)
-        if key not in self._features:
-            directory = self.repository / model / version
-            if not directory.is_dir():
-                directory = self.repository / candidate_name(model) / version
-            try:
-                self._features[key] = read_features(directory)
-            except OSError as exc:
-                raise PredictionError(f"{model} version {version} has no metadata in the "
-                                      f"Triton repository {self.repository}", 404) from exc
-        return self._features[key]
 
 
 def _number(version: str | Path) -> int:
