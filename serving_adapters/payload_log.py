@@ -70,6 +70,7 @@ class PayloadLog:
         self._client: Any = None
         self._retry_at = 0.0
         self._backoff = 0.5
+        self._warned_at = -60.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="payload-log", daemon=True)
         self._thread.start()
@@ -112,8 +113,12 @@ class PayloadLog:
                 self.published += len(batch)
             except Exception as exc:  # noqa: BLE001 - any client failure is counted, not raised
                 self.failed += len(batch)
-                log.warning("payload log: %d records lost publishing to %s %s: %s",
-                            len(batch), self.config.kind, self.config.target, exc)
+                if time.monotonic() - self._warned_at < 60:
+                    continue  # one warning a minute: the counters carry the rest
+                self._warned_at = time.monotonic()
+                log.warning("payload log: %d records lost publishing to %s %s: %s "
+                            "(%d lost so far)", len(batch), self.config.kind,
+                            self.config.target, exc, self.lost)
             finally:
                 for _ in batch:
                     self._queue.task_done()
@@ -169,8 +174,7 @@ class PayloadLog:
         servers = self.config.url.removeprefix("kafka://").split(",")
         return KafkaProducer(bootstrap_servers=servers, linger_ms=0, acks=1,
                              request_timeout_ms=int(timeout * 1000),
-                             max_block_ms=int(timeout * 1000),
-                             api_version_auto_timeout_ms=int(timeout * 1000))
+                             max_block_ms=int(timeout * 1000))
 
     def _disconnect(self) -> None:
         client, self._client = self._client, None

@@ -89,6 +89,9 @@ class TorchServeServer(ServiceProcess):
             "metrics_mode": "prometheus",
             "model_store": str(self.model_store),
             "disable_system_metrics": "false" if self.system_metrics else "true",
+            # Our handler's own counters (per-version requests, payload logs lost) appear
+            # on /metrics only when TorchServe registers handler metrics it was not told of.
+            "model_metrics_auto_detect": "true",
             **self.extra_config,
         }
         self.config_path.write_text("".join(f"{k}={v}\n" for k, v in config.items()))
