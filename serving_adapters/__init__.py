@@ -85,4 +85,4 @@ def build_deployer(settings: ServingSettings, store: Store, *,
                 if settings.analysis.enabled else None)
     return Deployer(adapter, DeploymentLog(store),
                     Verifier(adapter, settings.verify, RecentRequests(store)), analysis,
-                    retire_previous=settings.analysis.retire_previous, progress=progress)
+                    keep_previous=settings.analysis.keep_previous, progress=progress)

@@ -104,8 +104,9 @@ class AnalysisSettings(_Settings):
     latency_slack_ms: Annotated[float, Field(ge=0)] = 20.0
     max_p99_ms: _Positive | None = None  # an absolute ceiling, baseline or not
     max_prediction_psi: Annotated[float, Field(ge=0)] = 0.25
-    # Keep the previous version loaded until the watch ends, so a rollback is instant.
-    retire_previous: bool = True
+    # After a swap, keep the version it replaced deployed (idle) so a rollback is instant;
+    # versions older than it are retired. False retires it too.
+    keep_previous: bool = True
 
 
 class PayloadLogSettings(_Settings):
@@ -143,4 +144,3 @@ class ServingSettings(_Settings):
     verify: VerifySettings = Field(default_factory=VerifySettings)
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
     payload_log: PayloadLogSettings | None = None
-    token: SecretStr | None = None  # required by the API's serve actions, if set

@@ -3,7 +3,9 @@
 ``Deployer`` is the one path every change to serving takes (the CLI, the API, the
 feedback loop): a version takes traffic only after it passed its warm-up, the previous
 version stays deployed while the new one is watched so a rollback is instant, and every
-step is a row in ``deployments`` with who or what did it.
+step is a row in ``deployments`` with who or what did it. After a swap the version it
+replaced stays deployed, idle, so that rolling back never waits for a deploy; older ones
+are retired.
 """
 
 from __future__ import annotations
@@ -56,13 +58,13 @@ class Deployer:
     watched. ``analysis`` None skips the watch (a promotion is then final at once)."""
 
     def __init__(self, adapter: ServingAdapter, log: DeploymentLog, verifier: Verifier,
-                 analysis: PostDeployAnalysis | None = None, *, retire_previous: bool = True,
+                 analysis: PostDeployAnalysis | None = None, *, keep_previous: bool = True,
                  progress: Callable[[str], None] | None = None) -> None:
         self.adapter = adapter
         self.log = log
         self.verifier = verifier
         self.analysis = analysis
-        self.retire_previous = retire_previous
+        self.keep_previous = keep_previous
         self.progress = progress or (lambda _message: None)
 
     def deploy(self, package: ModelPackage, actor: str, *, watch: bool = True) -> SwapResult:
@@ -160,8 +162,7 @@ class Deployer:
             result.timings["drain_s"] = time.perf_counter() - started
         if watch and self.analysis is not None:
             return self._watch(result, promoted_at)
-        if previous and self.retire_previous:
-            self._retire(model, previous, actor, f"replaced by version {version}")
+        self._retire_older(model, version, previous, actor)
         return result
 
     def _watch(self, result: SwapResult, promoted_at: Any) -> SwapResult:
@@ -190,10 +191,17 @@ class Deployer:
             result.reason = analysis.reason if rolled.outcome == "rolled_back" else rolled.reason
             result.timings.update(rolled.timings)
             return result
-        if previous and self.retire_previous and analysis.outcome == "succeeded":
-            self._retire(model, previous, AUTOMATIC_ACTOR,
-                         f"version {version} passed its watch")
+        if analysis.outcome == "succeeded":
+            self._retire_older(model, version, previous, AUTOMATIC_ACTOR)
         return result
+
+    def _retire_older(self, model: str, version: str, previous: str | None,
+                      actor: str) -> None:
+        """Retire every version but the serving one and (if kept) the one it replaced."""
+        keep = {version} | ({previous} if previous and self.keep_previous else set())
+        for info in self.adapter.versions(model):
+            if info.version not in keep and not info.serving:
+                self._retire(model, info.version, actor, f"replaced by version {version}")
 
     def _retire(self, model: str, version: str, actor: str, reason: str,
                 quiet: bool = True) -> None:

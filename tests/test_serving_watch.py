@@ -117,7 +117,7 @@ def test_a_version_that_degrades_after_promotion_is_rolled_back_by_itself_with_t
     assert json.loads(rollback[0]["details"])["from"] == "2"
 
 
-def test_a_healthy_version_completes_its_watch_and_the_previous_one_is_retired(
+def test_a_healthy_version_completes_its_watch_and_the_previous_one_stays_as_standby(
         adapter: ServingAdapter, watched, store: Store, tmp_path: Path) -> None:
     deployer, model, payload_log, traffic = watched
     result = deployer.deploy(package(tmp_path, model, "2", payload_log, weight=1.05),
@@ -129,4 +129,5 @@ def test_a_healthy_version_completes_its_watch_and_the_previous_one_is_retired(
     assert result.verification.agreement > 0.9
     assert adapter.serving_version(model) == "2"
     assert traffic.failed == []
-    assert "1" not in [v.version for v in adapter.versions(model) if v.state != "on_disk"]
+    assert [(v.version, v.serving) for v in adapter.versions(model)] == [("1", False),
+                                                                          ("2", True)]

@@ -65,6 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     backtest.add_argument("--json", action="store_true", help="print the result as JSON")
     backtest.add_argument("--store", metavar="URL", help="store URL (overrides the config)")
 
+    from .serve_cli import add_parser as add_serve_parser
+
+    add_serve_parser(commands)
+
     rules = commands.add_parser("rules", help="alert rules")
     rules_commands = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
     export = rules_commands.add_parser(
@@ -152,6 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _backtest(args, config)
         if args.command == "rules":
             return _rules_export(args, config)
+        if args.command == "serve":
+            from .serve_cli import run as serve
+
+            return serve(args, config)
         if args.command == "demo":
             return _demo(args, config)
         return _up(args, config)

@@ -31,6 +31,7 @@ from collectors.redis_source import RedisStreamSettings
 from collectors.runner import RunnerSettings
 from collectors.serving_metrics import TorchServeMetricsSettings, TritonMetricsSettings
 from drift.settings import Duration, MonitorSettings
+from serving_adapters.settings import ServingSettings
 from telemetry.errors import WatchloopError
 from telemetry.problems import raise_at, repeated_names
 from telemetry.records import MAX_FUTURE_SKEW
@@ -162,6 +163,8 @@ class WatchloopConfig(Settings):
     monitors: MonitorSettings | None = None
     # Alert rules, their evaluation and delivery; off unless the section is present.
     alerts: AlertsSettings | None = None
+    # The model server Watchloop deploys to (watchloop serve); off unless present.
+    serving: ServingSettings | None = None
 
     def store_url(self) -> str:
         """The store URL these settings select."""
