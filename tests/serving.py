@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 import threading
 import time
 import uuid
@@ -72,6 +73,8 @@ def remove_model(adapter: ServingAdapter, model: str) -> None:
         base = adapter.settings.url
         for name in (model, f"{model}__candidate"):
             requests.post(f"{base}/v2/repository/models/{name}/unload", json={}, timeout=60)
+            # the session's Triton is shared: leave its repository as it was found
+            shutil.rmtree(adapter.settings.repository / name, ignore_errors=True)
 
 
 @dataclass
