@@ -16,11 +16,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from telemetry.promtext import PromTextError, parse_samples
+
 from .base import Health, ModelPackage, Prediction, VersionInfo, VersionStats
 from .bundle import build_mar, mar_name
 from .errors import PredictionError, ServingError
 from .http import HttpClient, message_of
-from .promparse import samples
 from .settings import TorchServeSettings
 
 __all__ = ["TorchServeAdapter"]
@@ -83,19 +84,23 @@ class TorchServeAdapter:
     def stats(self, model: str, version: str) -> VersionStats:
         if not self.settings.metrics_url:
             raise ServingError("TorchServe stats need serving.backend.metrics_url")
-        text = self.http.call("GET", self.settings.metrics_url).text
+        url = self.settings.metrics_url
+        try:
+            page = parse_samples(self.http.call("GET", url).text)
+        except PromTextError as exc:
+            raise ServingError(f"TorchServe metrics at {url}: {exc}") from exc
         mine = {"ModelName": model, "ModelVersion": version}
         requests = failures = 0.0
         latency = 0.0
-        for name, labels, value in samples(text):
-            if any(labels.get(k) != v for k, v in mine.items()):
+        for sample in page:
+            if any(sample.labels.get(k) != v for k, v in mine.items()):
                 continue
-            if name == "WatchloopRequests":
-                requests += value
-                if labels.get("Status") != "ok":
-                    failures += value
-            elif name == "WatchloopLatencyMs":
-                latency += value
+            if sample.name == "WatchloopRequests":
+                requests += sample.value
+                if sample.labels.get("Status") != "ok":
+                    failures += sample.value
+            elif sample.name == "WatchloopLatencyMs":
+                latency += sample.value
         return VersionStats(int(requests), int(failures),
                             latency / requests if requests else None)
 

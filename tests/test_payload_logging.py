@@ -18,8 +18,8 @@ from collectors.kafka_source import KafkaSource, KafkaSourceSettings
 from collectors.redis_source import RedisStreamSettings, RedisStreamSource
 from collectors.runner import CollectorRunner, RunnerSettings
 from serving_adapters import Deployer, DeploymentLog, ServingAdapter, Verifier, VerifySettings
-from serving_adapters.promparse import samples
 from telemetry import Store, TelemetryWriter
+from telemetry.promtext import parse_samples
 from tests.helpers import wait_until
 from tests.serving import adapter_for, instance, package, remove_model, unique_model
 from watchloop.services.base import free_port
@@ -129,6 +129,6 @@ def test_with_the_broker_down_requests_succeed_and_the_server_counts_what_was_lo
 
 def _lost(text: str, model: str) -> float:
     """The server's count of payload logs lost for ``model`` (both servers' spellings)."""
-    return sum(value for name, labels, value in samples(text)
-               if name in ("PayloadLogLost", "watchloop_payload_log_lost")
-               and model in (labels.get("ModelName"), labels.get("model")))
+    return sum(s.value for s in parse_samples(text)
+               if s.name in ("PayloadLogLost", "watchloop_payload_log_lost")
+               and model in (s.labels.get("ModelName"), s.labels.get("model")))
