@@ -19,7 +19,7 @@ from .base import ModelPackage
 from .errors import PackagingError
 from .runtime import META_FILE, MODEL_FILE
 
-__all__ = ["build_mar", "mar_name", "read_features", "write_version_files"]
+__all__ = ["build_mar", "mar_name", "write_version_files"]
 
 _SERVER_FILES = {
     "watchloop_runtime.py": ("serving_adapters", "runtime.py"),
@@ -48,11 +48,6 @@ def write_version_files(package: ModelPackage, directory: Path, entry_point: str
         (directory / target).write_text(text)
         written.append(directory / target)
     return written
-
-
-def read_features(directory: Path) -> tuple[str, ...]:
-    """The feature names written in a version directory's metadata."""
-    return tuple(json.loads((directory / META_FILE).read_text())["features"])
 
 
 def mar_name(model: str, version: str) -> str:

@@ -9,7 +9,7 @@ from telemetry.extras import require
 
 from .errors import SERVING_ERRORS, ServingError
 
-__all__ = ["HttpClient"]
+__all__ = ["HttpClient", "message_of"]
 
 
 class HttpClient:
@@ -34,7 +34,7 @@ class HttpClient:
                                             **kwargs)
         if response.status_code not in expect:
             raise ServingError(f"{self.service} at {url} answered {response.status_code}: "
-                               f"{_message(response)}")
+                               f"{message_of(response)}")
         return response
 
     def close(self) -> None:
@@ -42,7 +42,8 @@ class HttpClient:
         self.session.close()
 
 
-def _message(response: Any) -> str:
+def message_of(response: Any) -> str:
+    """The error text of a server's answer (its ``message`` or ``error`` field)."""
     try:
         body = response.json()
     except ValueError:
@@ -51,7 +52,3 @@ def _message(response: Any) -> str:
         return str(body.get("message") or body.get("error") or body)[:500]
     return str(body)[:500]
 
-
-def message_of(response: Any) -> str:
-    """The error text of a server's answer (its ``message`` or ``error`` field)."""
-    return _message(response)

@@ -172,10 +172,9 @@ class TritonAdapter:
 
     def predict(self, model: str, instances: Sequence[dict[str, Any]],
                 version: str | None = None) -> Prediction:
-        name = model
-        if version is not None and version == self._candidate(model) \
-                and self.serving_version(model) != version:
-            name = candidate_name(model)
+        # A staged version is never the serving one: promotion removes the staging entry.
+        staged = version is not None and version == self._candidate(model)
+        name = candidate_name(model) if staged else model
         ids = [str(x.get("request_id") or uuid.uuid4().hex) for x in instances]
         encoded = [json.dumps({"request_id": rid, "features": x.get("features")})
                    for rid, x in zip(ids, instances, strict=True)]

@@ -14,7 +14,7 @@ import math
 import random
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -126,7 +126,7 @@ class Verifier:
                 serving += self.adapter.predict(result.model, batch, result.serving).scores
         except PredictionError as exc:
             checks = [*result.checks, Check("replay", False, f"a replayed request failed: {exc}")]
-            return Verification(**{**_fields(result), "checks": checks})
+            return replace(result, checks=checks)
         agree = sum((c >= s.decision_threshold) == (o >= s.decision_threshold)
                     for c, o in zip(candidate, serving, strict=True)) / len(candidate)
         shift = sum(c - o for c, o in zip(candidate, serving, strict=True)) / len(candidate)
@@ -140,9 +140,8 @@ class Verifier:
             checks.append(Check("shift", abs(shift) <= s.max_mean_shift,
                                 f"mean score shift {shift:+.4f} against version "
                                 f"{result.serving}; at most ±{s.max_mean_shift:g}"))
-        return Verification(**{**_fields(result), "checks": checks,
-                               "replayed": len(candidate), "agreement": agree,
-                               "mean_shift": shift})
+        return replace(result, checks=checks, replayed=len(candidate), agreement=agree,
+                       mean_shift=shift)
 
     def _range(self, answers: list[tuple[int, Prediction]]) -> Check:
         low, high = self.settings.score_min, self.settings.score_max
@@ -198,6 +197,3 @@ def _fresh(instance: dict[str, Any]) -> dict[str, Any]:
     return {"request_id": f"{VERIFY_PREFIX}{uuid.uuid4().hex}",
             "features": instance["features"]}
 
-
-def _fields(v: Verification) -> dict[str, Any]:
-    return {f: getattr(v, f) for f in Verification.__dataclass_fields__}

@@ -6,8 +6,16 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
+
+from collectors.runner import CollectorRunner, RunnerSettings
+from telemetry import TelemetryWriter
+
+#: Collector settings for tests: small batches, flushed and retried quickly.
+FAST_RUNNER = RunnerSettings(batch_size=500, flush_interval_s=0.1, backoff_initial_s=0.05,
+                             backoff_max_s=0.2, health_interval_s=0.5)
 
 _READ = """
 import json, sys
@@ -35,6 +43,19 @@ def wait_until(condition: Callable[[], Any], timeout: float = 60, every: float =
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met in {timeout}s (last value {value!r})")
         time.sleep(every)
+
+
+@contextmanager
+def running_collector(store: Any, source: Any, *, writer: TelemetryWriter | None = None,
+                      settings: RunnerSettings = FAST_RUNNER) -> Iterator[CollectorRunner]:
+    """The collector runner over one source, started for the block and stopped after it."""
+    runner = CollectorRunner(store, writer or TelemetryWriter(store), sources=[source],
+                             settings=settings)
+    runner.start()
+    try:
+        yield runner
+    finally:
+        runner.stop()
 
 
 from watchloop.services.receiver import HttpReceiver as Receiver  # noqa: E402,F401

@@ -17,14 +17,19 @@ import pytest
 import requests
 
 from serving_adapters import (
+    Deployer,
+    DeploymentLog,
     ModelPackage,
     ServingAdapter,
     TorchServeAdapter,
     TorchServeSettings,
     TritonAdapter,
     TritonSettings,
+    Verifier,
+    VerifySettings,
 )
 from serving_adapters.reference_models import save_scorer
+from telemetry import Store
 from watchloop.services import TorchServeServer, TritonServer
 
 FEATURES = ("amount", "velocity", "account_age")
@@ -75,6 +80,22 @@ def remove_model(adapter: ServingAdapter, model: str) -> None:
             requests.post(f"{base}/v2/repository/models/{name}/unload", json={}, timeout=60)
             # the session's Triton is shared: leave its repository as it was found
             shutil.rmtree(adapter.settings.repository / name, ignore_errors=True)
+
+
+@contextmanager
+def one_version(adapter: ServingAdapter, store: Store, directory: Path,
+                payload_log: dict | None = None) -> Iterator[str]:
+    """A fresh model serving version 1 (a reference scorer) after a short warm-up; taken off
+    the server after the block."""
+    model = unique_model()
+    warmup = VerifySettings(warmup_requests=3, latency_budget_ms=1000, replay_requests=0)
+    deployer = Deployer(adapter, DeploymentLog(store), Verifier(adapter, warmup))
+    try:
+        result = deployer.deploy(package(directory, model, "1", payload_log), actor="test")
+        assert result.outcome == "promoted", result.reason
+        yield model
+    finally:
+        remove_model(adapter, model)
 
 
 @dataclass

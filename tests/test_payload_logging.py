@@ -7,7 +7,7 @@ import random
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing
 from pathlib import Path
 
 import kafka
@@ -16,30 +16,13 @@ import requests
 
 from collectors.kafka_source import KafkaSource, KafkaSourceSettings
 from collectors.redis_source import RedisStreamSettings, RedisStreamSource
-from collectors.runner import CollectorRunner, RunnerSettings
-from serving_adapters import Deployer, DeploymentLog, ServingAdapter, Verifier, VerifySettings
-from telemetry import Store, TelemetryWriter
+from telemetry import Store
 from telemetry.promtext import parse_samples
-from tests.helpers import wait_until
-from tests.serving import adapter_for, instance, package, remove_model, unique_model
+from tests.helpers import running_collector, wait_until
+from tests.serving import adapter_for, instance, one_version
 from watchloop.services.base import free_port
 
 pytestmark = pytest.mark.services
-
-FAST = RunnerSettings(batch_size=500, flush_interval_s=0.1, backoff_initial_s=0.05,
-                      backoff_max_s=0.5)
-WARMUP = VerifySettings(warmup_requests=3, latency_budget_ms=1000, replay_requests=0)
-
-
-@contextmanager
-def collecting(store: Store, source) -> Iterator[None]:
-    runner = CollectorRunner(store, TelemetryWriter(store), sources=[source], settings=FAST)
-    runner.start()
-    try:
-        yield
-    finally:
-        runner.stop()
-
 
 @pytest.fixture
 def transport(request: pytest.FixtureRequest) -> Iterator[tuple[dict, object]]:
@@ -70,27 +53,20 @@ def test_requests_reach_inference_logs_with_their_ids_features_and_predictions(
         backend: str, transport, store: Store, tmp_path: Path,
         request: pytest.FixtureRequest) -> None:
     payload_log, source = transport
-    adapter: ServingAdapter = adapter_for(backend, request)
-    model = unique_model()
-    deploy = Deployer(adapter, DeploymentLog(store), Verifier(adapter, WARMUP))
-    try:
-        assert deploy.deploy(package(tmp_path, model, "1", payload_log),
-                             actor="test").outcome == "promoted"
+    with closing(adapter_for(backend, request)) as adapter, \
+            one_version(adapter, store, tmp_path, payload_log) as model:
         rng = random.Random(7)
         sent = [instance(rng, f"req-{i}") for i in range(40)]
         answers = {}
         for i in range(0, 40, 4):  # batches of four
             answer = adapter.predict(model, sent[i:i + 4])
             answers.update(zip(answer.request_ids, answer.scores, strict=True))
-        with collecting(store, source):
+        with running_collector(store, source):
             rows = wait_until(lambda: (found := store.query_dicts(
                 "SELECT request_id, model_version, status, numeric_features, prediction, "
                 "latency_ms FROM inference_logs FINAL WHERE model = {m:String} "
                 "ORDER BY request_id", {"m": model})) and len(found) >= 40 and found,
                 timeout=60)
-    finally:
-        remove_model(adapter, model)
-        adapter.close()
     assert len(rows) == 40  # the warm-up's own requests are never logged as traffic
     by_id = {r["request_id"]: r for r in rows}
     assert set(by_id) == {s["request_id"] for s in sent}
@@ -108,12 +84,8 @@ def test_with_the_broker_down_requests_succeed_and_the_server_counts_what_was_lo
         backend: str, store: Store, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     dead = {"kind": "redis", "url": f"redis://127.0.0.1:{free_port()}/0", "target": "x",
             "flush_ms": 10}
-    adapter: ServingAdapter = adapter_for(backend, request)
-    model = unique_model()
-    deploy = Deployer(adapter, DeploymentLog(store), Verifier(adapter, WARMUP))
-    try:
-        assert deploy.deploy(package(tmp_path, model, "1", dead),
-                             actor="test").outcome == "promoted"
+    with closing(adapter_for(backend, request)) as adapter, \
+            one_version(adapter, store, tmp_path, dead) as model:
         rng = random.Random(1)
         for _ in range(30):
             assert adapter.predict(model, [instance(rng)]).version == "1"
@@ -121,9 +93,6 @@ def test_with_the_broker_down_requests_succeed_and_the_server_counts_what_was_lo
         metrics_url = adapter.settings.metrics_url
         lost = wait_until(lambda: _lost(requests.get(metrics_url, timeout=10).text, model),
                           timeout=30)
-    finally:
-        remove_model(adapter, model)
-        adapter.close()
     assert 1 <= lost <= 30
 
 

@@ -7,13 +7,11 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from collectors.redis_source import RedisStreamSettings, RedisStreamSource
-from collectors.runner import CollectorRunner, RunnerSettings
 from serving_adapters import (
     AUTOMATIC_ACTOR,
     AnalysisSettings,
@@ -25,29 +23,15 @@ from serving_adapters import (
     Verifier,
     VerifySettings,
 )
-from telemetry import Store, TelemetryWriter
-from tests.helpers import wait_until
+from telemetry import Store
+from tests.helpers import running_collector, wait_until
 from tests.serving import adapter_for, load, package, remove_model, unique_model
 
 pytestmark = pytest.mark.services
 
-FAST = RunnerSettings(batch_size=500, flush_interval_s=0.1, backoff_initial_s=0.05,
-                      backoff_max_s=0.5)
 WATCH = AnalysisSettings(interval_s=2.0, checks=4, failure_limit=2, min_requests=10,
                          baseline_window_s=60, max_error_rate=0.05, latency_slack_ms=200)
 VERIFY = VerifySettings(warmup_requests=5, latency_budget_ms=1000, replay_requests=50)
-
-
-@contextmanager
-def collected(store: Store, redis_url: str, stream: str) -> Iterator[None]:
-    source = RedisStreamSource(RedisStreamSettings(url=redis_url, log_stream=stream,
-                                                   label_stream=None))
-    runner = CollectorRunner(store, TelemetryWriter(store), sources=[source], settings=FAST)
-    runner.start()
-    try:
-        yield
-    finally:
-        runner.stop()
 
 
 @pytest.fixture(params=["torchserve", "triton"])
@@ -70,7 +54,9 @@ def watched(adapter: ServingAdapter, store: Store, redis_server, tmp_path: Path)
     first = deployer.deploy(package(tmp_path, model, "1", payload_log), actor="test")
     assert first.outcome == "promoted", first.reason
     try:
-        with collected(store, redis_server.url, stream), \
+        source = RedisStreamSource(RedisStreamSettings(url=redis_server.url, log_stream=stream,
+                                                       label_stream=None))
+        with running_collector(store, source), \
                 load(adapter, model, threads=1, pause_s=0.01) as traffic:
             wait_until(lambda: store.scalar(
                 "SELECT count() FROM inference_logs WHERE model = {m:String}",

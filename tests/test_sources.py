@@ -15,20 +15,16 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from collectors.kafka_source import KafkaSource, KafkaSourceSettings
 from collectors.redis_source import RedisStreamSettings, RedisStreamSource
-from collectors.runner import CollectorRunner, RunnerSettings
+from collectors.runner import RunnerSettings
 from telemetry import StoreError, TelemetryWriter
-from tests.helpers import read_store, wait_until
+from tests.helpers import read_store, running_collector, wait_until
 from watchloop.services.base import free_port
-
-FAST = RunnerSettings(batch_size=500, flush_interval_s=0.1, backoff_initial_s=0.05,
-                      backoff_max_s=0.2, health_interval_s=0.5)
 
 
 def _log(key: str, **overrides) -> dict:
@@ -140,19 +136,6 @@ def transport(request) -> Iterator:
     made.close()
 
 
-@contextmanager
-def _running(store, source, *, writer: TelemetryWriter | None = None,
-             settings: RunnerSettings = FAST) -> Iterator[CollectorRunner]:
-    """The collector runner over one source, started for the block and stopped after it."""
-    runner = CollectorRunner(store, writer or TelemetryWriter(store), sources=[source],
-                             settings=settings)
-    runner.start()
-    try:
-        yield runner
-    finally:
-        runner.stop()
-
-
 class FlakyStore:
     """The real store, with an outage switch: while on, every write raises StoreError."""
 
@@ -192,7 +175,7 @@ def test_records_land_once_and_bad_ones_are_dead_lettered_with_reasons(transport
     transport.send(json.dumps(_log("r0")).encode(), key=0)  # a producer retry: a duplicate
     transport.flush()
 
-    with _running(store, transport.source()) as runner:
+    with running_collector(store, transport.source()) as runner:
         wait_until(lambda: store.scalar("SELECT count() FROM dead_letters") == 3)
         wait_until(lambda: _count(store) == good + 25)
         wait_until(lambda: store.scalar("SELECT count() FROM labels") == 1)
@@ -211,7 +194,7 @@ def test_a_store_outage_loses_nothing_and_acknowledges_nothing_until_it_recovers
         transport, store):
     flaky = FlakyStore(store)
     flaky.down = True
-    with _running(flaky, transport.source()) as runner:
+    with running_collector(flaky, transport.source()) as runner:
         for i in range(200):
             transport.send(json.dumps(_log(f"o{i}")).encode(), key=i)
         transport.flush()
@@ -309,7 +292,7 @@ def test_a_batch_holds_at_most_batch_size_records(transport, store):
     transport.flush()
     writer = CountingWriter(store)
     settings = RunnerSettings(batch_size=64, flush_interval_s=0.1, health_interval_s=0.5)
-    with _running(store, transport.source(), writer=writer, settings=settings):
+    with running_collector(store, transport.source(), writer=writer, settings=settings):
         wait_until(lambda: _count(store) == 1000)
         wait_until(lambda: transport.acknowledged() == 10)
     assert max(writer.sizes) <= 64
@@ -328,7 +311,7 @@ def test_redis_pending_entries_are_read_once_after_a_restart(redis_server, store
     client.xreadgroup(transport.group, "collector-1", {transport.stream: ">"}, count=1000)
     settings = RunnerSettings(batch_size=5000, flush_interval_s=1.0, poll_timeout_s=0.05)
     try:
-        with _running(store, transport.source(), settings=settings) as runner:
+        with running_collector(store, transport.source(), settings=settings) as runner:
             wait_until(lambda: transport.acknowledged() == 300)
     finally:
         transport.close()
@@ -361,7 +344,7 @@ def test_a_bug_while_storing_a_batch_does_not_end_the_source(transport, store):
     for i in range(20):
         transport.send(json.dumps(_log(f"v{i}")).encode(), key=i)
     transport.flush()
-    with _running(store, transport.source(), writer=BreaksOnce(store)) as runner:
+    with running_collector(store, transport.source(), writer=BreaksOnce(store)) as runner:
         wait_until(lambda: _count(store) == 20)
         wait_until(lambda: transport.acknowledged() == 20)
     assert runner.health.snapshot()[0].store_retries == 1  # retried, then stored
@@ -371,7 +354,7 @@ def test_an_unreachable_broker_is_reported_with_its_address_and_retried(store):
     port = free_port()
     source = KafkaSource(KafkaSourceSettings(bootstrap_servers=f"127.0.0.1:{port}",
                                              log_topics=["logs"], bootstrap_timeout_ms=500))
-    with _running(store, source) as runner:
+    with running_collector(store, source) as runner:
         health = wait_until(lambda: [h for h in runner.health.snapshot() if h.last_error])
     assert f"127.0.0.1:{port}" in health[0].last_error
     assert health[0].rows_out == 0
@@ -429,7 +412,7 @@ def test_a_failed_offset_commit_is_retried_even_when_no_new_records_arrive(kafka
         transport.flush()
         source = KafkaSource(KafkaSourceSettings(**transport.settings()),
                              consumer_factory=CommitFailsOnce)
-        with _running(store, source):
+        with running_collector(store, source):
             wait_until(lambda: _count(store) == 50)
             wait_until(lambda: transport.acknowledged() == 50)
         assert CommitFailsOnce.failures == 0
@@ -462,7 +445,7 @@ def test_a_failed_xack_is_retried_even_when_no_new_entries_arrive(redis_server, 
             transport.send(json.dumps(_log(f"x{i}")).encode())
         source = RedisStreamSource(RedisStreamSettings(**transport.settings()),
                                    client_factory=lambda: AckFailsOnce.from_url(transport.url))
-        with _running(store, source):
+        with running_collector(store, source):
             wait_until(lambda: _count(store) == 50)
             wait_until(lambda: transport.acknowledged() == 50)
         assert AckFailsOnce.failures == 0
@@ -478,7 +461,7 @@ def test_redis_entries_without_the_data_field_are_dead_lettered_and_acknowledged
             transport.send(json.dumps(_log(f"d{i}")).encode())
         for i in range(2):
             transport.client.xadd(transport.stream, {"body": json.dumps(_log(f"w{i}"))})
-        with _running(store, transport.source()):
+        with running_collector(store, transport.source()):
             wait_until(lambda: _count(store) == 3)
             wait_until(lambda: transport.acknowledged() == 5)
         reasons = [r for (r,) in store.query("SELECT reason FROM dead_letters")]
