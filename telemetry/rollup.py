@@ -125,14 +125,24 @@ class RollupReconciler:
             self._thread.join(timeout=30)
             self._thread = None
 
+    def run_pass(self, since: datetime) -> datetime:
+        """Reconcile what was ingested since ``since``; return where the next pass starts.
+
+        The passes overlap, so a batch being written when one began is seen by the next. A
+        pass that rebuilt minutes keeps its start: another process's reconciler may have
+        rebuilt the same minute at the same moment (both deletes before both inserts, which
+        counts it twice), and only a pass that finds nothing to repair moves the window on.
+        """
+        started = self._clock()
+        if self.reconcile(since):
+            return since
+        return started - timedelta(seconds=max(5.0, self._interval_s))
+
     def _run(self) -> None:
         since = self._clock() - STARTUP_LOOKBACK
         while True:
-            started = self._clock()
             try:
-                self.reconcile(since)
-                # Overlap the passes: a batch being written when this pass began is seen next.
-                since = started - timedelta(seconds=max(5.0, self._interval_s))
+                since = self.run_pass(since)
             except StoreError as exc:
                 log.warning("rollup: reconciling failed, trying again later: %s", exc)
             if self._stop.wait(self._interval_s):

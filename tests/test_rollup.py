@@ -69,6 +69,29 @@ def test_the_reconciler_repairs_a_missed_view_insert_and_a_racing_duplicate(stor
     assert reconciler.reconcile(store.now() - timedelta(hours=1)) == 0
 
 
+def test_a_minute_two_reconcilers_rebuilt_at_once_is_repaired_by_the_next_pass(store):
+    TelemetryWriter(store).write_logs(_logs("b", 300), "t")
+    store.command("INSERT INTO inference_logs SELECT * FROM inference_logs "
+                  "WHERE request_id = 'b-1'")  # a racing duplicate: one minute differs
+    # The reconciler's clock runs an hour ahead, so the logs' ingest is long past its
+    # overlap window once the window moves on.
+    reconciler = RollupReconciler(store, interval_s=1, clock=lambda: store.now() + HOUR)
+    since = store.now() - HOUR
+    after_repair = reconciler.run_pass(since)
+    assert _diverging(store) == []
+    # Another process rebuilt the same minute at the same moment: it is counted twice.
+    store.command("INSERT INTO inference_rollup_1m SELECT * FROM inference_rollup_1m "
+                  "WHERE minute = (SELECT max(minute) FROM inference_rollup_1m)")
+    assert len(_diverging(store)) == 1
+    after_second = reconciler.run_pass(after_repair)
+    assert _diverging(store) == []
+    moved_on = reconciler.run_pass(after_second)  # nothing left: the window moves on
+    assert moved_on > store.now()
+
+
+HOUR = timedelta(hours=1)
+
+
 def _start(tmp_path: Path, port: int) -> subprocess.Popen:
     config = {"data_dir": str(tmp_path / "data"), "api": {"port": port},
               "console": {"enabled": False},
