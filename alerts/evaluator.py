@@ -34,7 +34,7 @@ from .outbox import Outbox
 from .routing import AlertmanagerReceiver, Route
 from .rules import Rule
 from .settings import AlertsSettings
-from .sinks import Sink
+from .sinks import RetrainTrigger, Sink
 from .state import AlertStore, FencedOut, Lease
 
 log = logging.getLogger("watchloop.alerts")
@@ -284,12 +284,15 @@ class AlertsCollector(Collector):
 
 
 def build_evaluator(settings: AlertsSettings, store: Store, *,
-                    redis_factory: Callable[[str], Any] | None = None) -> AlertEvaluator:
-    """The evaluator with a sink per configured receiver."""
+                    redis_factory: Callable[[str], Any] | None = None,
+                    retrain: RetrainTrigger | None = None) -> AlertEvaluator:
+    """The evaluator with a sink per configured receiver; ``retrain`` is the feedback
+    loop's trigger, which ``retrain`` receivers hand firing alerts to."""
     from telemetry.extras import require
 
     from .sinks import build_sink
 
     factory = redis_factory or (lambda url: require("redis", "alerting").Redis.from_url(url))
-    sinks = {r.name: build_sink(r, env=settings.env) for r in settings.receivers}
+    sinks = {r.name: build_sink(r, env=settings.env, retrain=retrain)
+             for r in settings.receivers}
     return AlertEvaluator(settings, store, factory(settings.redis_url), sinks)

@@ -68,7 +68,15 @@ class DatadogReceiver(_Settings):
     timeout_s: float = Field(5.0, gt=0)
 
 
-Receiver = Annotated[WebhookReceiver | AlertmanagerReceiver | DatadogReceiver,
+class RetrainReceiver(_Settings):
+    """The feedback loop: a firing alert with a ``model`` label triggers its retraining,
+    under the retrain policy (the ``feedback:`` section)."""
+
+    type: Literal["retrain"]
+    name: str = Field(min_length=1)
+
+
+Receiver = Annotated[WebhookReceiver | AlertmanagerReceiver | DatadogReceiver | RetrainReceiver,
                      Field(discriminator="type")]
 
 

@@ -24,7 +24,7 @@ from telemetry.boundary import classify
 from telemetry.errors import WatchloopError
 from telemetry.extras import require
 
-from .routing import AlertmanagerReceiver, DatadogReceiver, WebhookReceiver
+from .routing import AlertmanagerReceiver, DatadogReceiver, RetrainReceiver, WebhookReceiver
 
 _COLORS = {"firing": "#d62728", "resolved": "#2ca02c", "nodata": "#7f7f7f", "error": "#ff7f0e"}
 
@@ -207,7 +207,13 @@ class RetrainSink:
 
 
 def build_sink(settings: Any, *, env: str = "",
-               session_factory: Callable[[], requests.Session] = requests.Session) -> Sink:
+               session_factory: Callable[[], requests.Session] = requests.Session,
+               retrain: RetrainTrigger | None = None) -> Sink:
+    if isinstance(settings, RetrainReceiver):
+        if retrain is None:
+            raise ValueError(f"receiver {settings.name!r} is of type retrain, but no feedback "
+                             "loop is configured (add a feedback: section)")
+        return RetrainSink(retrain, settings.name)
     if isinstance(settings, WebhookReceiver):
         return WebhookSink(settings, session_factory())
     if isinstance(settings, AlertmanagerReceiver):

@@ -77,7 +77,7 @@ def read_rows(store: Store, window: DataWindow) -> Any:
     pd = require("pandas", "training data")
     sql, params = _joined_sql(window)
     raw = store.query_df(f"{sql} ORDER BY event_time, request_id", params)
-    columns: dict[str, Any] = {name: raw[name] if name in raw else [] for name in LABEL_COLUMNS}
+    columns: dict[str, Any] = {name: raw.get(name, []) for name in LABEL_COLUMNS}
     frame = pd.DataFrame(columns)
     for kind in ("numeric_features", "categorical_features"):
         if kind not in raw or raw.empty:

@@ -15,12 +15,14 @@ deploys a champion alias moved by hand in MLflow through the same verified path.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,7 +50,7 @@ log = logging.getLogger("watchloop.feedback")
 FAILED_METRIC = "retrain_failed"  # monitor_results: monitor "feedback", 1 after a failed run
 TriggerKind = Literal["alert", "manual", "schedule"]
 Outcome = Literal["refused", "failed", "rejected", "promoted", "rolled_back", "registered"]
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -287,8 +289,15 @@ class FeedbackLoop:
                 actor: str, trigger_id: str, *, reason: str) -> SwapResult:
         if self.deployer is None:
             raise RuntimeError("no serving backend configured (the serving: section)")
-        package = ModelPackage(model, version, model_file, tuple(features), self.payload_log)
-        swap = self.deployer.deploy(package, actor, watch=self.settings.watch)
+        standby = [v for v in self.deployer.adapter.versions(model)
+                   if v.version == version and not v.serving]
+        if standby:  # still deployed (the version a swap replaced): verify and promote it
+            swap = self.deployer.promote(model, version, tuple(features), actor,
+                                         watch=self.settings.watch)
+        else:
+            package = ModelPackage(model, version, model_file, tuple(features),
+                                   self.payload_log)
+            swap = self.deployer.deploy(package, actor, watch=self.settings.watch)
         if swap.verification is not None:
             self.registry.set_tags(model, version, {
                 "watchloop.gate.warmup_p99_ms": swap.verification.p99_ms or "",
@@ -415,16 +424,10 @@ class _Stopwatch:
     def __init__(self, stages: dict[str, float]) -> None:
         self._stages = stages
 
-    def __call__(self, name: str) -> Any:
-        import contextlib
-        import time
-
-        @contextlib.contextmanager
-        def timed() -> Any:
-            started = time.perf_counter()
-            try:
-                yield
-            finally:
-                self._stages[name] = self._stages.get(name, 0.0) + time.perf_counter() - started
-
-        return timed()
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._stages[name] = self._stages.get(name, 0.0) + time.perf_counter() - started

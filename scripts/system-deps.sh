@@ -8,6 +8,7 @@
 #   prometheus-alertmanager,
 #   amtool                   -> prometheus-alertmanager
 #   chromium                 -> chromium                  (headless screenshots of the console)
+#   initdb, postgres         -> postgresql                (MLflow's production backend store)
 set -euo pipefail
 
 # command:package pairs; a package is installed when its command is not on PATH.
@@ -42,6 +43,11 @@ for pair in "${REQUIRED[@]}"; do
     fi
 done
 
+# Debian keeps PostgreSQL's server binaries off PATH, in /usr/lib/postgresql/<major>/bin.
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! command -v initdb >/dev/null 2>&1; then
+    missing+=("postgresql")
+fi
+
 if [[ ${#missing[@]} -eq 0 ]]; then
     echo "system-deps: everything present"
     exit 0
@@ -74,4 +80,8 @@ for pair in "${REQUIRED[@]}"; do
         exit 1
     fi
 done
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! command -v initdb >/dev/null 2>&1; then
+    echo "system-deps: initdb still missing after install" >&2
+    exit 1
+fi
 echo "system-deps: done"

@@ -31,6 +31,8 @@ from collectors.redis_source import RedisStreamSettings
 from collectors.runner import RunnerSettings
 from collectors.serving_metrics import TorchServeMetricsSettings, TritonMetricsSettings
 from drift.settings import Duration, MonitorSettings
+from feedback import retrain_failed_rule
+from feedback.settings import FeedbackSettings
 from serving_adapters.settings import ServingSettings
 from telemetry.errors import WatchloopError
 from telemetry.problems import raise_at, repeated_names
@@ -165,6 +167,8 @@ class WatchloopConfig(Settings):
     alerts: AlertsSettings | None = None
     # The model server Watchloop deploys to (watchloop serve); off unless present.
     serving: ServingSettings | None = None
+    # Retraining, the MLflow registry, the gate and promotion; off unless present.
+    feedback: FeedbackSettings | None = None
 
     def store_url(self) -> str:
         """The store URL these settings select."""
@@ -184,14 +188,17 @@ class WatchloopConfig(Settings):
         return None
 
     def alert_rules(self) -> tuple[Rule, ...]:
-        """The alert rules: the configured ones, and a burn-rate rule per burn window of each
-        monitored SLO (``alerts.burn.slo_rules``) unless one of that name is configured."""
+        """The alert rules: the configured ones, a burn-rate rule per burn window of each
+        monitored SLO (``alerts.burn.slo_rules``) and, with a feedback loop, ``RetrainFailed``
+        (``feedback.retrain_failed_rule``), each unless one of that name is configured."""
         if self.alerts is None:
             return ()
         from alerts.burn import slo_rules
 
         named = {r.name for r in self.alerts.rules}
         generated = slo_rules(self.monitors.slos) if self.monitors is not None else []
+        if self.feedback is not None:
+            generated.append(retrain_failed_rule())
         return (*self.alerts.rules, *(r for r in generated if r.name not in named))
 
     def known_models(self) -> set[str] | None:

@@ -21,6 +21,8 @@ from collectors.serving_metrics import (
 )
 from drift import MonitorRunner
 from drift.metrics import MonitorMetrics
+from feedback import FeedbackService, build_loop
+from serving_adapters import build_deployer
 from telemetry import Store, TelemetryWriter
 from telemetry.claims import TickClaims
 from telemetry.metrics import IngestMetrics, StoreFreshness
@@ -64,6 +66,21 @@ def build_poller(settings: object) -> MetricPoller:
     raise TypeError(f"no poller for settings of type {type(settings).__name__}")
 
 
+def build_feedback(config: WatchloopConfig, store: Store) -> FeedbackService | None:
+    """The feedback loop as a component, deploying through the ``serving:`` backend."""
+    if config.feedback is None:
+        return None
+    serving = config.serving
+    deployer = build_deployer(serving, store) if serving is not None else None
+    payload_log = (serving.payload_log.server_config()
+                   if serving is not None and serving.payload_log else None)
+    loop = build_loop(config.feedback, store, data_dir=config.data_dir, deployer=deployer,
+                      payload_log=payload_log)
+    models = tuple(m.name for m in config.models) or tuple(config.feedback.models)
+    return FeedbackService(loop, models=models, schedules=config.feedback.schedules(),
+                           alias_poll=config.feedback.alias_poll)
+
+
 def build_components(
     config: WatchloopConfig, store: Store, writer: TelemetryWriter, registry: CollectorRegistry
 ) -> list[Component]:
@@ -77,9 +94,12 @@ def build_components(
         components.append(CollectorRunner(
             store, writer, sources=sources, pollers=pollers,
             settings=config.collectors.runner, health=HealthBoard(registry)))
+    feedback = build_feedback(config, store)
+    if feedback is not None:
+        components.append(feedback)
     if config.alerts is not None:
         alerting = config.alerts.model_copy(update={"rules": config.alert_rules()})
-        evaluator = build_evaluator(alerting, store)
+        evaluator = build_evaluator(alerting, store, retrain=feedback)
         registry.register(AlertsCollector(evaluator.alerts))
         components.append(evaluator)
     if config.monitors is not None:

@@ -1,6 +1,6 @@
 """Start-up helpers for the real servers tests and the demo run: ClickHouse (chdb-core's
 HTTP listener), Kafka (Tansu), Redis,
-TorchServe, Triton, MLflow, Prometheus and Alertmanager.
+TorchServe, Triton, MLflow, PostgreSQL, Prometheus and Alertmanager.
 
 Each server is a :class:`ServiceProcess`: ``start()`` runs it on free loopback ports in its
 own process group and waits until it serves; ``stop()`` ends the whole group.
@@ -15,6 +15,7 @@ from watchloop.services.base import (
 from watchloop.services.clickhouse import ClickHouseServer
 from watchloop.services.kafka import KafkaBroker
 from watchloop.services.mlflow import MlflowServer
+from watchloop.services.postgres import PostgresServer
 from watchloop.services.prometheus import (
     AlertmanagerServer,
     PrometheusServer,
@@ -31,6 +32,7 @@ __all__ = [
     "ClickHouseServer",
     "KafkaBroker",
     "MlflowServer",
+    "PostgresServer",
     "PrometheusServer",
     "RedisServer",
     "ServiceProcess",

@@ -14,17 +14,20 @@ __all__ = ["MlflowServer"]
 class MlflowServer(ServiceProcess):
     """``mlflow server`` on a free loopback port, one worker, background jobs off.
 
-    Runs, models and the registry live in ``<workdir>/mlflow.db``; artifacts are proxied by
+    Runs, models and the registry live in ``<workdir>/mlflow.db`` (or the given backend
+    store, such as a ``PostgresServer`` database); artifacts are proxied by
     the server (``mlflow-artifacts:/``) into ``<workdir>/artifacts``.
     """
 
     name = "mlflow"
 
-    def __init__(self, workdir: Path, *, port: int | None = None, workers: int = 1) -> None:
+    def __init__(self, workdir: Path, *, port: int | None = None, workers: int = 1,
+                 backend_store_uri: str | None = None) -> None:
         super().__init__(workdir)
         self.port = port or free_port(self.host)
         self.workers = workers
-        self.backend_store_uri = f"sqlite:///{self.workdir / 'mlflow.db'}"
+        # sqlite by default; a PostgreSQL URL (postgresql://...) as teams run it
+        self.backend_store_uri = backend_store_uri or f"sqlite:///{self.workdir / 'mlflow.db'}"
         self.artifacts_destination = self.workdir / "artifacts"
 
     @classmethod
