@@ -94,7 +94,9 @@ def rows_checksum(frame: Any) -> str:
     pd = require("pandas", "training data")
     if frame.empty:
         return hashlib.sha256(b"").hexdigest()[:16]
-    canonical = frame.drop(columns=["event_time"]).sort_values("request_id")
+    canonical = frame.drop(columns=["event_time"], errors="ignore")
+    if "request_id" in canonical:
+        canonical = canonical.sort_values("request_id")
     canonical = canonical[sorted(canonical.columns)]
     hashed = pd.util.hash_pandas_object(canonical, index=False).to_numpy()
     return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]

@@ -63,19 +63,21 @@ class Transactions:
 def store_traffic(store: Any, model: str, version: str, features: np.ndarray,
                   labels: np.ndarray | None, start: datetime, end: datetime, *,
                   scores: np.ndarray | None = None, label_delay: timedelta = timedelta(0),
-                  prefix: str = "") -> list[str]:
+                  ingested_at: datetime | None = None, prefix: str = "") -> list[str]:
     """Write transactions as inference logs of ``model`` ``version`` spread evenly over
-    ``[start, end)``, ingested at their event time, and (when given) their labels
-    ingested ``label_delay`` later; returns the request ids. For tests and benchmarks that
-    need a history; the demo sends its traffic through the real serving path instead."""
+    ``[start, end)``, ingested at their event time (or all at ``ingested_at``), and (when
+    given) their labels ingested ``label_delay`` after that; returns the request ids. For
+    tests and benchmarks that need a history; the demo sends its traffic through the real
+    serving path instead."""
     n = len(features)
     step = (end - start) / max(n, 1)
     times = [start + step * i for i in range(n)]
+    ingested = [ingested_at] * n if ingested_at is not None else times
     ids = [f"{prefix or model}-{version}-{uuid.uuid4().hex[:10]}-{i}" for i in range(n)]
     predicted = scores if scores is not None else np.full(n, 0.5)
     store.insert_columns("inference_logs", {
         "request_id": ids, "model": [model] * n, "model_version": [version] * n,
-        "event_time": times, "ingest_time": times, "latency_ms": [2.0] * n,
+        "event_time": times, "ingest_time": ingested, "latency_ms": [2.0] * n,
         "status": ["ok"] * n, "error": [""] * n,
         "numeric_features": [dict(zip(FEATURES, map(float, row), strict=True))
                              for row in features],
@@ -83,11 +85,11 @@ def store_traffic(store: Any, model: str, version: str, features: np.ndarray,
         "prediction": [float(p) for p in predicted], "prediction_label": [""] * n,
         "source": ["demo"] * n})
     if labels is not None:
-        label_times = [t + label_delay for t in times]
         store.insert_columns("labels", {
             "request_id": ids, "label": [str(int(v)) for v in labels],
-            "label_value": [float(v) for v in labels], "label_time": label_times,
-            "ingest_time": label_times, "source": ["demo"] * n})
+            "label_value": [float(v) for v in labels],
+            "label_time": [t + label_delay for t in times],
+            "ingest_time": [t + label_delay for t in ingested], "source": ["demo"] * n})
     return ids
 
 
@@ -129,7 +131,7 @@ def train(data: Any, spec: TrainingSpec) -> TrainedModel:
     with torch.no_grad():
         scores = model(x).numpy()
     return TrainedModel(model, features, params,
-                        {"train_loss": float(loss), "train_rows": float(len(x)),
+                        {"train_loss": float(loss.detach()), "train_rows": float(len(x)),
                          "train_positive_rate": float(y.mean()),
                          "train_roc_auc": _auc(y.numpy(), scores)})
 

@@ -65,9 +65,11 @@ def _parser() -> argparse.ArgumentParser:
     backtest.add_argument("--json", action="store_true", help="print the result as JSON")
     backtest.add_argument("--store", metavar="URL", help="store URL (overrides the config)")
 
+    from .feedback_cli import add_parsers as add_feedback_parsers
     from .serve_cli import add_parser as add_serve_parser
 
     add_serve_parser(commands)
+    add_feedback_parsers(commands)
 
     rules = commands.add_parser("rules", help="alert rules")
     rules_commands = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
@@ -160,6 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .serve_cli import run as serve
 
             return serve(args, config)
+        if args.command in ("retrain", "lineage"):
+            from .feedback_cli import run as feedback
+
+            return feedback(args, config)
         if args.command == "demo":
             return _demo(args, config)
         return _up(args, config)

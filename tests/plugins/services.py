@@ -17,6 +17,7 @@ from watchloop.services import (
     ClickHouseServer,
     KafkaBroker,
     MlflowServer,
+    PostgresServer,
     PrometheusServer,
     RedisServer,
     ServiceProcess,
@@ -85,6 +86,23 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
     """An MLflow tracking server (sqlite, artifacts in its workdir), shared by the session."""
     _skip_unless_available(MlflowServer)
     yield from _run(MlflowServer(tmp_path_factory.mktemp("mlflow")), timeout=120)
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """A private PostgreSQL (initdb on a free port), shared by the session."""
+    _skip_unless_available(PostgresServer)
+    yield from _run(PostgresServer(tmp_path_factory.mktemp("postgres")), timeout=60)
+
+
+@pytest.fixture(scope="session")
+def mlflow_postgres_server(tmp_path_factory: pytest.TempPathFactory,
+                           postgres_server: PostgresServer) -> Iterator[MlflowServer]:
+    """An MLflow tracking server whose backend store is the session's PostgreSQL."""
+    _skip_unless_available(MlflowServer)
+    uri = postgres_server.create_database("mlflow")
+    yield from _run(MlflowServer(tmp_path_factory.mktemp("mlflow-pg"), backend_store_uri=uri),
+                    timeout=120)
 
 
 @pytest.fixture
