@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -103,13 +105,15 @@ class ModelRegistry:
         logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
         try:
             mlflow.set_tracking_uri(self.tracking_uri)
-            with mlflow.start_run(run_id=mlflow_run):
+            with mlflow.start_run(run_id=mlflow_run), warnings.catch_warnings():
+                # no signature is given: MLflow warns that it cannot validate the input
+                warnings.filterwarnings("ignore", message=".*type hint is inferred as AnyType")
                 logged = mlflow.pytorch.log_model(
                     module, name="model", serialization_format="pickle",
                     pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
             self._ensure_model(model)
             version = self.client.create_model_version(
-                model, logged.model_uri, run_id=mlflow_run,
+                model, logged.model_uri, run_id=mlflow_run, model_id=logged.model_id,
                 tags={FEATURES_TAG: ",".join(features), **tags}).version
         except RegistryError:
             raise
@@ -165,13 +169,19 @@ class ModelRegistry:
     def save_torchscript(self, model: str, version: str, path: Path) -> Path:
         """Download a version's model and save it as a TorchScript file at ``path``."""
         torch = require("torch", "the model registry")
+        uri = f"models:/{model}/{version}"
         try:
-            self._mlflow.set_tracking_uri(self.tracking_uri)
-            module = self._mlflow.pytorch.load_model(f"models:/{model}/{version}")
+            with tempfile.TemporaryDirectory(prefix="watchloop-model-") as tmp:
+                local = Path(self._mlflow.artifacts.download_artifacts(
+                    artifact_uri=uri, dst_path=tmp, tracking_uri=self.tracking_uri))
+                try:  # the PyTorch flavour saves a ScriptModule as TorchScript
+                    module = torch.jit.load(str(local / "data" / "model.pth"))
+                except (RuntimeError, ValueError, OSError):
+                    # a pickled nn.Module, registered by someone else: script it
+                    self._mlflow.set_tracking_uri(self.tracking_uri)
+                    module = torch.jit.script(self._mlflow.pytorch.load_model(str(local)))
         except Exception as exc:  # noqa: BLE001
             raise self._fail(f"load version {version} of {model}", exc) from exc
-        if not isinstance(module, torch.jit.ScriptModule):
-            module = torch.jit.script(module)
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.jit.save(module, str(path))
         return path
