@@ -1,18 +1,34 @@
-"""The Watchloop console: ``streamlit run dashboard/app.py`` or ``watchloop up``."""
+"""The Watchloop console: ``streamlit run dashboard/app.py`` or ``watchloop up``.
+
+The pages share the sidebar drawn here (time range, model, refresh, who is acting), kept in
+the URL's query parameters so that a link opens the same view.
+"""
 
 from __future__ import annotations
 
 import streamlit as st
 
+from dashboard import widgets
+
 
 def main() -> None:
     st.set_page_config(page_title="Watchloop", page_icon="🔭", layout="wide")
     pages = [
-        st.Page("pages/store.py", title="Store", icon="🗄️", default=True),
-        st.Page("pages/drift.py", title="Drift & quality", icon="📉"),
-        st.Page("pages/pipelines.py", title="Pipelines", icon="🚰"),
+        st.Page("pages/oncall.py", title="On call", icon="🚨", url_path="oncall",
+                default=True),
+        st.Page("pages/model.py", title="Model", icon="🧠", url_path="model"),
+        st.Page("pages/pipelines.py", title="Pipelines", icon="🚰", url_path="pipelines"),
+        st.Page("pages/alerts.py", title="Alerts", icon="🔔", url_path="alerts"),
+        st.Page("pages/loop.py", title="Feedback loop", icon="🔁", url_path="loop"),
+        st.Page("pages/compare.py", title="Compare versions", icon="⚖️", url_path="compare"),
     ]
-    st.navigation(pages).run()
+    page = st.navigation(pages)
+    try:
+        widgets.draw_shared()
+    except Exception as exc:  # noqa: BLE001 - a store that is away is shown, not raised
+        widgets.show_error(exc)
+        return
+    page.run()
 
 
 main()

@@ -30,6 +30,8 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from alerts.state import AlertStore
+from feedback import FeedbackService
+from serving_adapters import Deployer
 from telemetry import StoreError, TelemetryWriter
 from telemetry.group_commit import GroupCommit
 from telemetry.records import InferenceLogRecord, LabelRecord
@@ -37,6 +39,7 @@ from telemetry.store import Store
 
 from .alerts_api import add_alert_routes
 from .metrics import ShellMetrics
+from .models_api import add_model_routes
 
 
 class _BodyTooLarge(Exception):
@@ -64,6 +67,8 @@ def create_app(
     max_body_bytes: int = 16 * 1024 * 1024,
     is_ready: Callable[[], bool] | None = None,
     alerts: AlertStore | None = None,
+    feedback: FeedbackService | None = None,
+    deployer: Deployer | None = None,
 ) -> FastAPI:
     """Build the API over a store and a writer; ``token`` requires a bearer token on ingest."""
     # Concurrent requests are written together (group commit), each answered once stored.
@@ -116,6 +121,7 @@ def create_app(
 
     if alerts is not None:
         add_alert_routes(app, alerts, store, unauthorized)
+    add_model_routes(app, feedback=feedback, deployer=deployer, unauthorized=unauthorized)
 
     async def read_body(request: Request) -> bytes:
         declared = request.headers.get("content-length")

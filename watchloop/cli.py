@@ -288,8 +288,10 @@ def _store(args: argparse.Namespace, config: WatchloopConfig) -> int:
 def _up(args: argparse.Namespace, config: WatchloopConfig, demo_rate: float | None = None) -> int:
     from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 
+    from serving_adapters import build_deployer
+
     from .demo import DemoProfiles, DemoTraffic
-    from .shell import Shell, serve_console
+    from .shell import Shell, console_settings, serve_console
     from .wiring import build_components, build_writer
 
     updates = {}
@@ -313,7 +315,11 @@ def _up(args: argparse.Namespace, config: WatchloopConfig, demo_rate: float | No
     if demo_rate is not None:
         traffic = DemoTraffic(writer, rate_per_s=demo_rate)
         components[:0] = [DemoProfiles(store, traffic), traffic]
-    shell = Shell(config, store, writer, components=components, registry=registry)
+    # without a feedback loop, the API's rollback swaps through the serving backend itself
+    deployer = (build_deployer(config.serving, store)
+                if config.serving is not None and config.feedback is None else None)
+    shell = Shell(config, store, writer, components=components, registry=registry,
+                  deployer=deployer)
     try:
         shell.start()
     except BaseException:
@@ -326,7 +332,8 @@ def _up(args: argparse.Namespace, config: WatchloopConfig, demo_rate: float | No
         return 0
     host, port = config.console.host, config.console.port
     print(f"watchloop: console  http://{host}:{port}", flush=True)
-    shell.run(console=lambda: serve_console(store, host, port))
+    settings = console_settings(config, shell.api.url if shell.api is not None else None)
+    shell.run(console=lambda: serve_console(store, host, port, settings))
     return 0
 
 

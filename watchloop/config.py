@@ -106,6 +106,8 @@ class ConsoleSettings(Settings):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8501
+    # how often pages refresh themselves (each viewer can change it in the sidebar)
+    refresh: Literal["off", "10s", "30s", "1m", "5m"] = "30s"
 
 
 class ModelSettings(Settings):

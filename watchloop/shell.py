@@ -18,6 +18,8 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry
 
 from alerts.evaluator import AlertEvaluator
+from feedback import FeedbackService
+from serving_adapters import Deployer
 from telemetry import Migrator, TelemetryWriter
 from telemetry.extras import require
 from telemetry.store import Store, record_owner
@@ -89,12 +91,17 @@ class Shell:
         *,
         components: list[Component] | None = None,
         registry: CollectorRegistry | None = None,
+        deployer: Deployer | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.components = list(components or [])
         self.metrics = ShellMetrics(registry or CollectorRegistry())
         self.writer = writer
+        # the API's rollback without a feedback loop; with one, it deploys through its own
+        self.feedback = next((c for c in self.components if isinstance(c, FeedbackService)),
+                             None)
+        self.deployer = deployer or (self.feedback.loop.deployer if self.feedback else None)
         self.api: ApiServer | None = None
         self._started = False
         self._stopped = threading.Event()
@@ -116,6 +123,8 @@ class Shell:
                 is_ready=lambda: self._started,
                 alerts=next((c.alerts for c in self.components
                              if isinstance(c, AlertEvaluator)), None),
+                feedback=self.feedback,
+                deployer=self.deployer,
             )
             self.api = ApiServer(app, self.config.api.host, self.config.api.port)
             self.api.start()
@@ -157,13 +166,27 @@ class Shell:
         log.info("stopped; the store is closed")
 
 
-def serve_console(store: Store, host: str, port: int) -> None:
+def console_settings(config: WatchloopConfig, api_url: str | None) -> Any:
+    """What the console needs of the config (``dashboard.shared.ConsoleSettings``): rules,
+    SLOs, models, the API's address."""
+    from dashboard.shared import ConsoleSettings
+
+    return ConsoleSettings(
+        rules=config.alert_rules(),
+        slos=tuple(config.monitors.slos) if config.monitors is not None else (),
+        api_url=api_url, token_required=config.api.token is not None,
+        refresh=config.console.refresh, models=tuple(m.name for m in config.models))
+
+
+def serve_console(store: Store, host: str, port: int,
+                  settings: Any = None) -> None:
     """Run the Streamlit console on this thread (the main one) over the process's store."""
     bootstrap = require("streamlit.web.bootstrap", "the console")
 
     from dashboard import shared
 
     shared.use_store(store)
+    shared.use_settings(settings)
     script = str(Path(shared.__file__).with_name("app.py"))
     flags = {
         "server_address": host,

@@ -1,0 +1,149 @@
+"""Compare versions: two or more versions of one model side by side over the same window:
+offline metrics and params of their training runs, live latency and errors, drift, quality
+from labels with confidence intervals, prediction distributions, and the shadow-replay
+agreement of their verification. The better value of each row is marked."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from dashboard import data, widgets
+
+#: Rows where a lower value is better; the rest are better higher.
+LOWER_IS_BETTER = {"p50 latency (ms)", "p99 latency (ms)", "error rate", "drifted features",
+                   "log_loss", "mae", "rmse"}
+PROPORTIONS = {"accuracy", "precision", "recall", "label_coverage"}
+
+
+def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of a proportion ``p`` from ``n`` trials."""
+    if n <= 0:
+        return (math.nan, math.nan)
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (centre - half, centre + half)
+
+
+def _offline(model: str, versions: list[str]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {v: {} for v in versions}
+    for r in data.lineage(model):
+        if r["version"] not in found:
+            continue
+        for step in r["steps"]:
+            if step["step"] == "run" and step["status"] == "succeeded":
+                d = step["details"]
+                found[r["version"]].update({f"offline {k}": v
+                                            for k, v in (d.get("metrics") or {}).items()})
+                found[r["version"]].update({"training rows": d.get("rows"),
+                                            "trained as of": d.get("as_of")})
+            if step["step"] == "gate":
+                found[r["version"]]["gate"] = step["status"]
+    return found
+
+
+def _agreement(model: str, versions: list[str]) -> dict[str, float]:
+    found: dict[str, float] = {}
+    deployments = data.deployments(model, 500)
+    for row in deployments[deployments.action == "verify"].itertuples():
+        details = json.loads(row.details or "{}")
+        if row.model_version in versions and row.model_version not in found \
+                and details.get("agreement") is not None:
+            found[row.model_version] = details["agreement"]
+    return found
+
+
+def _table(model: str, versions: list[str], span: data.Span) -> pd.DataFrame:
+    traffic = data.version_traffic(model, span).set_index("model_version")
+    grid = {(r.model, r.version): r for r in data.grid(span).versions}
+    offline = _offline(model, versions)
+    agreement = _agreement(model, versions)
+    rows: dict[str, dict[str, Any]] = {}
+    for v in versions:
+        t = traffic.loc[v] if v in traffic.index else None
+        g = grid.get((model, v))
+        column = {
+            "requests": int(t.requests) if t is not None else 0,
+            "p50 latency (ms)": t.p50_ms if t is not None else None,
+            "p99 latency (ms)": t.p99_ms if t is not None else None,
+            "error rate": (t.errors / t.requests) if t is not None and t.requests else None,
+            "drifted features": g.drift_share if g else None,
+            "replay agreement": agreement.get(v),
+            **offline.get(v, {}),
+        }
+        if g is not None and g.quality_metric:
+            column[g.quality_metric] = g.quality
+            column["labels"] = g.labels
+            if g.quality_metric in PROPORTIONS and g.quality is not None and g.labels:
+                lo, hi = wilson(g.quality, g.labels)
+                column[f"{g.quality_metric} 95% CI"] = f"{lo:.3f}–{hi:.3f}"
+        for name, value in column.items():
+            rows.setdefault(name, {})[f"v{v}"] = value
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _best(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy where the better numeric value of each comparable row is marked with ✅."""
+    marked = frame.astype(object).copy()
+    for name, row in frame.iterrows():
+        numbers = pd.to_numeric(row, errors="coerce")
+        if numbers.notna().sum() < 2 or name in ("requests", "labels", "training rows"):
+            continue
+        best = numbers.idxmin() if name in LOWER_IS_BETTER else numbers.idxmax()
+        if numbers.nunique() > 1:
+            marked.loc[name, best] = f"✅ {widgets.number(numbers[best], 4)}"
+    for name, row in marked.iterrows():
+        for col, value in row.items():
+            if isinstance(value, str):
+                continue
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                marked.loc[name, col] = "—"
+            elif isinstance(value, float):
+                marked.loc[name, col] = widgets.number(value, 4)
+            else:
+                marked.loc[name, col] = f"{value:,}" if isinstance(value, numbers.Integral) \
+                    else str(value)
+    return marked
+
+
+def body() -> None:
+    model = widgets.model()
+    span = widgets.span()
+    if model is None:
+        st.info("No model yet.")
+        return
+    known = sorted(set(data.models(span).query("model == @model").model_version) - {""})
+    if len(known) < 2:
+        st.info(f"{model} has {len(known)} version(s) with data: comparing needs two. "
+                "Deploy a challenger, or widen the time range.")
+        return
+    versions = st.multiselect("Versions", known, default=known[-2:], key="compare-versions")
+    if len(versions) < 2:
+        st.warning("Pick at least two versions.")
+        return
+    table = _table(model, versions, span)
+    st.dataframe(_best(table), width="stretch")
+    st.caption(f"Live rows over the last {span.minutes} minutes; ✅ marks the better value. "
+               "Offline rows are the training runs' own metrics (logged to MLflow too).")
+    shares = data.prediction_histogram(model, tuple(versions), span)
+    if shares.empty:
+        st.caption("No predictions logged in this time range.")
+    else:
+        shares["version"] = "v" + shares.model_version
+        figure = px.bar(shares, x="bin", y="share", color="version", barmode="overlay",
+                        opacity=0.55, title="Prediction distribution")
+        figure.update_layout(height=300, margin={"l": 0, "r": 0, "t": 30, "b": 0})
+        st.plotly_chart(figure.update_yaxes(tickformat=".0%"), width="stretch")
+
+
+def main() -> None:
+    widgets.page_setup("Compare versions")
+    widgets.refreshing(body)()
+
+
+main()
