@@ -31,13 +31,19 @@ def _from_url(name: str, choices: list[str], default: str) -> str:
     return value if value in choices else default
 
 
+def _remember(name: str) -> None:
+    st.session_state[f"_{name}"] = st.session_state[f"picker-{name}"]
+
+
 def _picker(name: str, label: str, choices: list[str], default: str, **kwargs: Any) -> str:
     """A sidebar selectbox whose choice lives in Session State (``_<name>``) and in the URL
-    (``?<name>=``): the URL seeds it, every page draws it at the same value."""
+    (``?<name>=``): the URL seeds it, and every page draws it at the same value (a widget
+    drawn by another page is another widget to Streamlit, so its state is set anew)."""
     current = st.session_state.get(f"_{name}") or _from_url(name, choices, default)
-    if current not in choices:
-        current = default
-    picked = st.sidebar.selectbox(label, choices, index=choices.index(current), **kwargs)
+    key = f"picker-{name}"
+    st.session_state[key] = current if current in choices else default
+    picked = st.sidebar.selectbox(label, choices, key=key, on_change=_remember, args=(name,),
+                                  **kwargs)
     st.session_state[f"_{name}"] = picked
     st.query_params[name] = picked
     return picked

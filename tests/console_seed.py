@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from alerts.evaluate import fingerprint
 from alerts.evaluator import EVENT_COLUMNS
 from alerts.rules import Rule
 from dashboard.shared import ConsoleSettings
@@ -79,9 +80,12 @@ def seed(store: Store, *, api_url: str | None = None) -> Seeded:
             ProfileBuilder().from_frame(reference, "fraud", version, prediction="score"))
     settings = MonitorSettings.model_validate({"drift": {"min_rows": 10},
                                                "slos": [LATENCY_SLO.model_dump()]})
-    # as of now: everything written above is visible to the monitors
-    assert MonitorRunner(settings, store).run_once(datetime.now(UTC)).errors == []
-    firing_fp, pending_fp = "f1rr1ng0000000aa", "pend1ng000000bbb"
+    # three evaluations, the last as of now (everything written above visible to it)
+    runner = MonitorRunner(settings, store)
+    for moment in (now - timedelta(minutes=10), now - timedelta(minutes=5), datetime.now(UTC)):
+        assert runner.run_once(moment).errors == []
+    v2 = (("model", "fraud"), ("version", "2"))
+    firing_fp, pending_fp = fingerprint(P99_RULE, v2), fingerprint(ERRORS_RULE, v2)
     events = [
         [now - timedelta(minutes=9), now, firing_fp, "fraud-p99", "page", "pending", "fraud",
          "2", 71.0, "fraud p99 over 50 ms",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from typing import Any
 
 import pandas as pd
@@ -91,12 +92,12 @@ def _best(frame: pd.DataFrame) -> pd.DataFrame:
     """A copy where the better numeric value of each comparable row is marked with ✅."""
     marked = frame.astype(object).copy()
     for name, row in frame.iterrows():
-        numbers = pd.to_numeric(row, errors="coerce")
-        if numbers.notna().sum() < 2 or name in ("requests", "labels", "training rows"):
+        values = pd.to_numeric(row, errors="coerce")
+        if values.notna().sum() < 2 or name in ("requests", "labels", "training rows"):
             continue
-        best = numbers.idxmin() if name in LOWER_IS_BETTER else numbers.idxmax()
-        if numbers.nunique() > 1:
-            marked.loc[name, best] = f"✅ {widgets.number(numbers[best], 4)}"
+        best = values.idxmin() if name in LOWER_IS_BETTER else values.idxmax()
+        if values.nunique() > 1:
+            marked.loc[name, best] = f"✅ {widgets.number(values[best], 4)}"
     for name, row in marked.iterrows():
         for col, value in row.items():
             if isinstance(value, str):

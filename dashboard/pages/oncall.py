@@ -47,8 +47,7 @@ def _why_chart(alert: dict[str, Any]) -> None:
     if rule is None:
         st.caption(f"The rule {alert['rule']} is not in this console's configuration.")
         return
-    series = data.why_it_fired(alert["rule"], alert["fingerprint"],
-                               widgets.span().end.replace(second=0))
+    series = data.why_it_fired(alert["rule"], alert["fingerprint"], widgets.span().end)
     if series["value"].isna().all():
         st.caption("No samples of its series in the rule's recent window.")
         return
