@@ -14,13 +14,13 @@ from dashboard import widgets
 def main() -> None:
     st.set_page_config(page_title="Watchloop", page_icon="🔭", layout="wide")
     pages = [
-        st.Page("pages/oncall.py", title="On call", icon="🚨", url_path="oncall",
+        st.Page("views/oncall.py", title="On call", icon="🚨", url_path="oncall",
                 default=True),
-        st.Page("pages/model.py", title="Model", icon="🧠", url_path="model"),
-        st.Page("pages/pipelines.py", title="Pipelines", icon="🚰", url_path="pipelines"),
-        st.Page("pages/alerts.py", title="Alerts", icon="🔔", url_path="alerts"),
-        st.Page("pages/loop.py", title="Feedback loop", icon="🔁", url_path="loop"),
-        st.Page("pages/compare.py", title="Compare versions", icon="⚖️", url_path="compare"),
+        st.Page("views/model.py", title="Model", icon="🧠", url_path="model"),
+        st.Page("views/pipelines.py", title="Pipelines", icon="🚰", url_path="pipelines"),
+        st.Page("views/alerts.py", title="Alerts", icon="🔔", url_path="alerts"),
+        st.Page("views/loop.py", title="Feedback loop", icon="🔁", url_path="loop"),
+        st.Page("views/compare.py", title="Compare versions", icon="⚖️", url_path="compare"),
     ]
     page = st.navigation(pages)
     try:

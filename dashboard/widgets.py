@@ -193,7 +193,7 @@ def show_error(exc: Exception) -> None:
 
 def identity() -> None:
     """Draw the sidebar's "who is acting" fields: a name, and the token when one is needed."""
-    with st.sidebar.expander("Acting as", expanded=not st.session_state.get("who")):
+    with st.sidebar.expander("Acting as", expanded=True):
         st.text_input("Your name", key="who", placeholder="e.g. alice",
                       help="Recorded with every acknowledgement, silence and rollback")
         if data.settings().token_required:

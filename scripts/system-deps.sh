@@ -9,6 +9,7 @@
 #   amtool                   -> prometheus-alertmanager
 #   chromium                 -> chromium                  (headless screenshots of the console)
 #   initdb, postgres         -> postgresql                (MLflow's production backend store)
+#   (a colour emoji font)    -> fonts-noto-color-emoji    (the console's status icons)
 set -euo pipefail
 
 # command:package pairs; a package is installed when its command is not on PATH.
@@ -42,6 +43,11 @@ for pair in "${REQUIRED[@]}"; do
         fi
     fi
 done
+
+# The console's status icons are emoji: without a colour emoji font the browser draws boxes.
+if [[ ! -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ]]; then
+    missing+=("fonts-noto-color-emoji")
+fi
 
 # Debian keeps PostgreSQL's server binaries off PATH, in /usr/lib/postgresql/<major>/bin.
 if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! command -v initdb >/dev/null 2>&1; then

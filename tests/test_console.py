@@ -33,7 +33,7 @@ def _page(page: str | None = None, **query: str) -> AppTest:
     app.query_params.update(query)
     app.run()
     if page is not None:
-        app.switch_page(f"pages/{page}.py").run()
+        app.switch_page(f"views/{page}.py").run()
     assert not app.exception, [e.message for e in app.exception]
     return app
 
@@ -158,7 +158,7 @@ def test_the_feedback_loop_page_draws_the_lineage_from_alert_to_gate(console_sto
 
 def test_compare_versions_puts_the_better_value_of_each_row_first(console_store, seeded):
     app = _page("compare")
-    table = app.dataframe[0].value
+    table = app.table[0].value
     traffic = _traffic(console_store)
     assert table.loc["p99 latency (ms)", "v1"] == f"✅ {widgets.number(traffic['1']['p99_ms'], 4)}"
     assert table.loc["p99 latency (ms)", "v2"] == widgets.number(traffic["2"]["p99_ms"], 4)
@@ -175,7 +175,7 @@ def test_the_time_range_and_model_come_from_the_url_and_stay_in_it(console_store
     app.sidebar.selectbox[2].set_value("1m").run()
     assert app.query_params["refresh"] in ("1m", ["1m"])
     # another page draws the same choices, and the URL keeps them for a link
-    app.switch_page("pages/pipelines.py").run()
+    app.switch_page("views/pipelines.py").run()
     pickers = {s.label: s.value for s in app.sidebar.selectbox}
     assert pickers == {"Time range": "6h", "Model": "fraud", "Refresh every": "1m"}
     assert app.query_params["range"] in ("6h", ["6h"])

@@ -75,7 +75,7 @@ def console(console_store: Store, alert_store: AlertStore,
 def _as(page: str, who: str, token: str) -> AppTest:
     app = AppTest.from_file(APP, default_timeout=120)
     app.run()
-    app.switch_page(f"pages/{page}.py").run()
+    app.switch_page(f"views/{page}.py").run()
     app.text_input(key="who").set_value(who)
     app.text_input(key="token").set_value(token)
     app.run()

@@ -1,4 +1,8 @@
-"""The console in a real browser (Debian's Chromium, driven by Playwright), as a user sees it."""
+"""The console in a real browser (Debian's Chromium, driven by Playwright), as a user sees it.
+
+Screenshots of every page are saved as test artifacts, in ``$WATCHLOOP_ARTIFACTS`` (default
+``.artifacts/console`` in the repository).
+"""
 
 from __future__ import annotations
 
@@ -7,19 +11,217 @@ import shutil
 import signal
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
+from prometheus_client import CollectorRegistry
 
+from alerts.lifecycle import AlertState
+from alerts.state import AlertStore, Lease
+from serving_adapters import Deployer, DeploymentLog, Verifier, VerifySettings
+from telemetry import Migrator, TelemetryWriter, open_store
+from telemetry.clock import utc_now
+from telemetry.store import PASSWORD_ENV
+from tests.console_seed import seed
 from tests.helpers import wait_until
+from tests.serving import adapter_for, package, remove_model, unique_model
+from watchloop.api import create_app
+from watchloop.metrics import ShellMetrics
 from watchloop.services.base import free_port, http_ready
+from watchloop.shell import ApiServer
 
+ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(os.environ.get("WATCHLOOP_ARTIFACTS", ROOT / ".artifacts" / "console"))
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run"]
+TOKEN = "browser-test-token"
+CONFIG = """\
+api:
+  token: ${WATCHLOOP_API_TOKEN}
+console:
+  refresh: "off"
+monitors:
+  slos:
+    - {name: fraud-fast, kind: latency, objective: 0.99, threshold_ms: 30}
+alerts:
+  rules:
+    - name: fraud-p99
+      severity: page
+      threshold: {series: {source: monitor, monitor: latency, metric: latency_p99_ms,
+                           model: fraud}, op: ">", value: 50}
+      annotations: {summary: "fraud p99 over 50 ms",
+                    runbook_url: "https://runbooks.example/fraud-p99"}
+    - name: fraud-errors
+      severity: ticket
+      threshold: {series: {source: monitor, monitor: latency, metric: error_rate,
+                           model: fraud}, op: ">", value: 0.05}
+"""
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                 reason="chromium is not installed (scripts/system-deps.sh)")
 
 
-def test_the_demo_console_renders_the_store_page_with_live_traffic(tmp_path):
+def _browser(playwright: Any) -> Any:
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+
+
+def _shot(page: Any, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def _settled(page: Any, charts: int = 0) -> str:
+    """Wait until the page ran (no spinner) and drew ``charts`` Plotly charts; its text."""
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]',
+                           timeout=90_000)
+    if charts:
+        page.wait_for_function(
+            "n => document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .main-svg')"
+            ".length >= n", arg=charts, timeout=90_000)
+    assert page.locator('[data-testid="stException"]').count() == 0, page.inner_text("body")
+    return page.inner_text("body")
+
+
+def _type(page: Any, label: str, text: str) -> None:
+    """Type into the visible text input labelled ``label`` and submit it."""
+    field = page.locator(f'input[aria-label="{label}"]:visible').first
+    field.fill(text)
+    field.press("Enter")
+    _settled(page)
+
+
+def _act_as(page: Any, who: str) -> None:
+    _type(page, "Your name", who)
+    _type(page, "API token", TOKEN)
+
+
+@pytest.fixture
+def live_console(clickhouse_server, redis_server, tmp_path, monkeypatch,
+                 request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """The console as its own process (``streamlit run``) over a ClickHouse server, a seeded
+    store, the API with a token, live alerts in Redis and a TorchServe behind the API."""
+    database = f"t_{uuid.uuid4().hex[:10]}"
+    monkeypatch.setenv(PASSWORD_ENV, clickhouse_server.password)
+    store = open_store(clickhouse_server.url(database))
+    Migrator(store).migrate()
+    seeded = seed(store)
+    client = redis.Redis.from_url(redis_server.url)
+    alerts = AlertStore(client, prefix=f"b{uuid.uuid4().hex[:8]}")
+    lease = Lease(client, prefix=alerts.prefix)
+    assert lease.hold()
+    alerts.save(lease, {seeded.firing_fp: (
+        AlertState("firing", since=utc_now() - timedelta(minutes=7), value=72.5),
+        {"alertname": "fraud-p99", "severity": "page", "model": "fraud", "version": "2"})}, [])
+    adapter = adapter_for("torchserve", request)
+    deployer = Deployer(adapter, DeploymentLog(store), Verifier(adapter, VerifySettings(
+        warmup_requests=3, latency_budget_ms=1000, replay_requests=0)))
+    writer = TelemetryWriter(store)
+    api = ApiServer(create_app(store, writer, ShellMetrics(CollectorRegistry()), token=TOKEN,
+                               alerts=alerts, deployer=deployer), "127.0.0.1", 0)
+    api.start()
+    config = tmp_path / "watchloop.yaml"
+    config.write_text(CONFIG)
+    port = free_port()
+    console = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
+         "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--server.headless", "true", "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "WATCHLOOP_STORE_URL": clickhouse_server.url(database),
+             "WATCHLOOP_CONFIG": str(config), "WATCHLOOP_API_URL": api.url,
+             "WATCHLOOP_API_TOKEN": TOKEN})
+    url = f"http://127.0.0.1:{port}"
+    model = unique_model()
+    try:
+        wait_until(lambda: http_ready(f"{url}/_stcore/health"), timeout=90)
+        yield {"url": url, "store": store, "alerts": alerts, "seeded": seeded,
+               "deployer": deployer, "model": model, "tmp": tmp_path}
+    finally:
+        console.send_signal(signal.SIGTERM)
+        console.communicate(timeout=30)
+        remove_model(adapter, model)
+        api.stop()
+        writer.close()
+        adapter.close()
+        client.close()
+        store.command(f"DROP DATABASE IF EXISTS `{database}`")
+        store.close()
+
+
+def test_every_page_loads_draws_its_charts_and_the_on_call_acts_through_the_browser(
+        live_console):
+    from playwright.sync_api import sync_playwright
+
+    url, seeded, store = live_console["url"], live_console["seeded"], live_console["store"]
+    charts = {"oncall": 1, "model": 6, "pipelines": 3, "alerts": 1, "loop": 0, "compare": 1}
+    with sync_playwright() as playwright:
+        browser = _browser(playwright)
+        page = browser.new_page(viewport={"width": 1500, "height": 1200})
+        for name, drawn in charts.items():
+            path = "" if name == "oncall" else name  # the default page is served at /
+            page.goto(f"{url}/{path}?range=1h&model=fraud")
+            text = _settled(page, drawn)
+            assert _shot(page, name).stat().st_size > 20_000
+            if name == "oncall":
+                assert "1 alert firing" in text and "fraud-p99" in text and "Runbook" in text
+            if name == "compare":
+                assert "replay agreement" in text and "✅" in text
+
+        # acknowledge and silence the firing alert, as the on-call would
+        page.goto(f"{url}/?range=1h&model=fraud")
+        _settled(page, 1)
+        _act_as(page, "dana")
+        page.get_by_role("button", name="Acknowledge").first.click()
+        page.get_by_text("Acknowledged as console:dana").wait_for(timeout=30_000)
+        page.get_by_role("button", name="Silence").first.click()
+        _type(page, "Why", "INC-7 being handled")
+        page.get_by_role("button", name="Silence this alert").first.click()
+        page.get_by_text("Silenced as console:dana").wait_for(timeout=30_000)
+        _shot(page, "oncall-acted")
+        browser.close()
+    alerts = live_console["alerts"]
+    assert alerts.acknowledgements()[seeded.firing_fp]["who"] == "console:dana"
+    assert [s.author for s in alerts.silences()] == ["console:dana"]
+    assert store.query("SELECT actor FROM alert_events WHERE state = 'acknowledged'") == [
+        ("console:dana",)]
+
+
+def test_rolling_back_in_the_browser_gives_the_traffic_back_and_records_who(live_console):
+    from playwright.sync_api import sync_playwright
+
+    deployer, model, store = (live_console["deployer"], live_console["model"],
+                              live_console["store"])
+    for version in ("1", "2"):
+        swap = deployer.deploy(package(live_console["tmp"], model, version), actor="test",
+                               watch=False)
+        assert swap.outcome == "promoted", swap.reason
+    with sync_playwright() as playwright:
+        browser = _browser(playwright)
+        page = browser.new_page(viewport={"width": 1500, "height": 1200})
+        page.goto(f"{live_console['url']}/loop?range=1h&model={model}")
+        _settled(page)
+        _act_as(page, "erin")
+        _type(page, "Reason (recorded)", "v2 misbehaves")
+        page.get_by_role("button", name="Roll back").click()
+        page.get_by_role("button", name="Yes, roll back").click()
+        page.get_by_text(f"{model} rolled back as console:erin").wait_for(timeout=60_000)
+        _shot(page, "loop-rolled-back")
+        browser.close()
+    assert deployer.adapter.serving_version(model) == "1"
+    assert store.query("SELECT model_version, actor, reason FROM deployments "
+                       "WHERE model = {m:String} AND action = 'rollback'", {"m": model}) == [
+        ("1", "console:erin", "v2 misbehaves")]
+
+
+def test_the_demo_console_shows_live_traffic_on_call_and_per_model(tmp_path):
     from playwright.sync_api import sync_playwright
 
     api_port, console_port = free_port(), free_port()
@@ -32,23 +234,18 @@ def test_the_demo_console_renders_the_store_page_with_live_traffic(tmp_path):
         url = f"http://127.0.0.1:{console_port}"
         wait_until(lambda: http_ready(f"{url}/_stcore/health"), timeout=90)
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=CHROMIUM,
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                      "--disable-component-update", "--no-first-run"])
-            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            browser = _browser(playwright)
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
             page.goto(url)
-            page.wait_for_selector('[data-testid="stMetric"]', timeout=60_000)
-            page.wait_for_selector('[data-testid="stPlotlyChart"] .main-svg', timeout=60_000)
-            text = page.inner_text("body")
-            page.screenshot(path=str(tmp_path / "console.png"), full_page=True)
+            page.wait_for_selector('[data-testid="stDataFrame"]', timeout=90_000)
+            oncall = _settled(page)
+            _shot(page, "demo-oncall")
+            page.goto(f"{url}/model")
+            model = _settled(page, 3)
+            _shot(page, "demo-model")
             browser.close()
-        assert "Inference logs" in text and "Dead letters" in text
-        assert "Tables" in text and "Traffic" in text
-        assert "fraud v1" in text or "fraud v2" in text  # the traffic chart's legend
-        assert (tmp_path / "console.png").stat().st_size > 10_000
-        if os.environ.get("WATCHLOOP_SCREENSHOT_DIR"):
-            shutil.copy(tmp_path / "console.png", os.environ["WATCHLOOP_SCREENSHOT_DIR"])
+        assert "On call" in oncall and "Model versions" in oncall and "fraud" in oncall
+        assert "Latency, throughput and errors" in model
     finally:
         demo.send_signal(signal.SIGTERM)
         _, err = demo.communicate(timeout=60)
@@ -59,12 +256,6 @@ def test_api_docs_load_in_chromium_with_no_network(tmp_path):
     """Swagger UI is served from the installed package: a browser that may reach nothing but
     the API renders every operation and the record schemas."""
     from playwright.sync_api import sync_playwright
-    from prometheus_client import CollectorRegistry
-
-    from telemetry import Migrator, TelemetryWriter, open_store
-    from watchloop.api import create_app
-    from watchloop.metrics import ShellMetrics
-    from watchloop.shell import ApiServer
 
     store = open_store("chdb://memory?database=t_docs")
     Migrator(store).migrate()
@@ -97,5 +288,6 @@ def test_api_docs_load_in_chromium_with_no_network(tmp_path):
         writer.close()
         store.close()
     assert "/v1/logs" in text and "/v1/labels" in text and "/metrics" in text
+    assert "/v1/models/{model}/rollback" in text
     assert "InferenceLogRecord" in text and "LabelRecord" in text
     assert refused == []

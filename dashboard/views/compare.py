@@ -104,6 +104,8 @@ def _best(frame: pd.DataFrame) -> pd.DataFrame:
                 continue
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 marked.loc[name, col] = "—"
+            elif isinstance(value, float) and value.is_integer() and abs(value) >= 1000:
+                marked.loc[name, col] = f"{int(value):,}"
             elif isinstance(value, float):
                 marked.loc[name, col] = widgets.number(value, 4)
             else:
@@ -128,7 +130,7 @@ def body() -> None:
         st.warning("Pick at least two versions.")
         return
     table = _table(model, versions, span)
-    st.dataframe(_best(table), width="stretch")
+    st.table(_best(table))  # a handful of rows: static, readable and selectable text
     st.caption(f"Live rows over the last {span.minutes} minutes; ✅ marks the better value. "
                "Offline rows are the training runs' own metrics (logged to MLflow too).")
     shares = data.prediction_histogram(model, tuple(versions), span)
