@@ -29,6 +29,9 @@ from .grid import Grid, build_grid
 from .shared import API_URL_ENV, STORE_URL_ENV, ConsoleSettings, shared_settings, shared_store
 
 _TTL = 5
+# Each refresh asks with a new end time: without a bound, a console left open would keep
+# every answer until its TTL lapsed and Streamlit next looked (its known growth).
+_ENTRIES = 32
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,7 @@ def _frame(rows: list[dict], columns: list[str] | None = None) -> pd.DataFrame:
 
 # --- status ---------------------------------------------------------------------------------
 
-@st.cache_data(ttl=_TTL, show_spinner=False)
+@st.cache_data(ttl=_TTL, max_entries=_ENTRIES, show_spinner=False)
 def active_alerts() -> pd.DataFrame:
     """Alerts pending, firing, without data or in error: firing pages first."""
     return _frame(sql.alerts(get_store()),
@@ -99,13 +102,13 @@ def active_alerts() -> pd.DataFrame:
                    "value", "summary", "labels", "since", "acked_at", "acked_by"])
 
 
-@st.cache_data(ttl=_TTL, show_spinner=False)
+@st.cache_data(ttl=_TTL, max_entries=_ENTRIES, show_spinner=False)
 def all_alerts() -> pd.DataFrame:
     """Every alert's newest state, resolved ones included."""
     return _frame(sql.alerts(get_store(), active_only=False))
 
 
-@st.cache_data(ttl=_TTL, show_spinner=False)
+@st.cache_data(ttl=_TTL, max_entries=_ENTRIES, show_spinner=False)
 def grid(span: Span) -> Grid:
     """The on-call status grid over ``span`` (see ``dashboard.grid``)."""
     store = get_store()
@@ -127,7 +130,7 @@ def grid(span: Span) -> Grid:
 
 # --- models ---------------------------------------------------------------------------------
 
-@st.cache_data(ttl=_TTL, show_spinner=False)
+@st.cache_data(ttl=_TTL, max_entries=_ENTRIES, show_spinner=False)
 def models(span: Span) -> pd.DataFrame:
     """Models and versions seen in the last day up to the span's end, configured ones too."""
     seen = sql.models(get_store(), span.end - timedelta(days=1))
@@ -137,7 +140,7 @@ def models(span: Span) -> pd.DataFrame:
     return _frame(seen, ["model", "model_version", "last_seen"])
 
 
-@st.cache_data(ttl=_TTL, show_spinner=False)
+@st.cache_data(ttl=_TTL, max_entries=_ENTRIES, show_spinner=False)
 def traffic_per_minute(model: str, span: Span) -> pd.DataFrame:
     """Requests, errors and latency quantiles per minute and version of a model."""
     frame = _frame(sql.traffic_per_minute(get_store(), model, span.start, span.end),
@@ -147,7 +150,7 @@ def traffic_per_minute(model: str, span: Span) -> pd.DataFrame:
     return frame.drop(columns="q")
 
 
-@st.cache_data(ttl=_TTL, show_spinner=False)
+@st.cache_data(ttl=_TTL, max_entries=_ENTRIES, show_spinner=False)
 def version_traffic(model: str, span: Span) -> pd.DataFrame:
     """Requests, errors and latency per version of a model over the span."""
     rows = queries.traffic(get_store(), span.start, span.end + timedelta(minutes=1),
@@ -157,27 +160,27 @@ def version_traffic(model: str, span: Span) -> pd.DataFrame:
                          "first_minute"])
 
 
-@st.cache_data(ttl=_TTL, show_spinner=False)
+@st.cache_data(ttl=_TTL, max_entries=_ENTRIES, show_spinner=False)
 def drift_scores(model: str, version: str, span: Span) -> pd.DataFrame:
     """Drift score per feature and evaluation of a model version."""
     return _frame(sql.drift_scores(get_store(), model, version, span.start, span.end),
                   ["ts", "feature", "score", "threshold", "drifted", "status"])
 
 
-@st.cache_data(ttl=_TTL, show_spinner=False)
+@st.cache_data(ttl=_TTL, max_entries=_ENTRIES, show_spinner=False)
 def latest_drift(model: str, version: str) -> pd.DataFrame:
     """The newest drift result of each column of a model version."""
     return _frame(monitor_queries.latest_drift(get_store(), model, version))
 
 
-@st.cache_data(ttl=_TTL, show_spinner=False)
+@st.cache_data(ttl=_TTL, max_entries=_ENTRIES, show_spinner=False)
 def feature_distribution(model: str, version: str, feature: str, span: Span) -> pd.DataFrame:
     """A feature's reference and current distributions over the same bins."""
     return _frame(sql.feature_distribution(get_store(), model, version, feature, span.start,
                                            span.end))
 
 
-@st.cache_data(ttl=_TTL, show_spinner=False)
+@st.cache_data(ttl=_TTL, max_entries=_ENTRIES, show_spinner=False)
 def monitor_metrics(model: str, version: str, monitor: str, span: Span) -> pd.DataFrame:
     """A monitor's metrics (quality, latency, slo) for a model version over the span."""
     return _frame(monitor_queries.metric_history(get_store(), model, version, monitor,
@@ -185,7 +188,7 @@ def monitor_metrics(model: str, version: str, monitor: str, span: Span) -> pd.Da
                   ["ts", "metric", "value", "labels", "status", "sample_size", "coverage"])
 
 
-@st.cache_data(ttl=_TTL, show_spinner=False)
+@st.cache_data(ttl=_TTL, max_entries=_ENTRIES, show_spinner=False)
 def prediction_histogram(model: str, versions: tuple[str, ...], span: Span) -> pd.DataFrame:
     """Each version's share of predictions per score bin over the span."""
     return _frame(sql.prediction_histogram(get_store(), model, list(versions), span.start,
@@ -193,7 +196,7 @@ def prediction_histogram(model: str, versions: tuple[str, ...], span: Span) -> p
                   ["model_version", "bin", "n", "share"])
 
 
-@st.cache_data(ttl=_TTL, show_spinner=False)
+@st.cache_data(ttl=_TTL, max_entries=_ENTRIES, show_spinner=False)
 def deployments(model: str | None = None, limit: int = 50) -> pd.DataFrame:
     """Changes to serving, newest first."""
     return _frame(sql.deployments(get_store(), model, limit),
@@ -201,7 +204,7 @@ def deployments(model: str | None = None, limit: int = 50) -> pd.DataFrame:
                    "reason", "details"])
 
 
-@st.cache_data(ttl=_TTL, show_spinner=False)
+@st.cache_data(ttl=_TTL, max_entries=_ENTRIES, show_spinner=False)
 def lineage(model: str) -> list[dict[str, Any]]:
     """The model's retrainings, newest first, each with its steps."""
     return [{"trigger_id": r.trigger_id, "version": r.version, "outcome": r.outcome,
@@ -210,7 +213,7 @@ def lineage(model: str) -> list[dict[str, Any]]:
 
 # --- pipelines ------------------------------------------------------------------------------
 
-@st.cache_data(ttl=_TTL, show_spinner=False)
+@st.cache_data(ttl=_TTL, max_entries=_ENTRIES, show_spinner=False)
 def table_summaries() -> pd.DataFrame:
     """Rows and freshness of each fact table."""
     return _frame([{"table": s.table, "rows": s.rows, "newest event": s.newest_event,
@@ -219,33 +222,33 @@ def table_summaries() -> pd.DataFrame:
                   ["table", "rows", "newest event", "newest ingest"])
 
 
-@st.cache_data(ttl=_TTL, show_spinner=False)
+@st.cache_data(ttl=_TTL, max_entries=_ENTRIES, show_spinner=False)
 def dead_letter_reasons() -> pd.DataFrame:
     """Dead letters grouped by source and reason."""
     return _frame(queries.dead_letter_reasons(get_store()),
                   ["source", "kind", "reason", "records", "last_seen"])
 
 
-@st.cache_data(ttl=_TTL, show_spinner=False)
+@st.cache_data(ttl=_TTL, max_entries=_ENTRIES, show_spinner=False)
 def recent_dead_letters(limit: int = 50) -> pd.DataFrame:
     """The newest dead letters with a prefix of their payload."""
     return _frame(queries.recent_dead_letters(get_store(), limit))
 
 
-@st.cache_data(ttl=_TTL, show_spinner=False)
+@st.cache_data(ttl=_TTL, max_entries=_ENTRIES, show_spinner=False)
 def dead_letters_over_time(span: Span) -> pd.DataFrame:
     """Dead letters per minute and reason class."""
     return _frame(sql.dead_letters_over_time(get_store(), span.start, span.end),
                   ["minute", "source", "reason", "records"])
 
 
-@st.cache_data(ttl=_TTL, show_spinner=False)
+@st.cache_data(ttl=_TTL, max_entries=_ENTRIES, show_spinner=False)
 def collector_health() -> pd.DataFrame:
     """Each collector's newest health record."""
     return _frame(queries.collector_health(get_store()))
 
 
-@st.cache_data(ttl=_TTL, show_spinner=False)
+@st.cache_data(ttl=_TTL, max_entries=_ENTRIES, show_spinner=False)
 def collector_throughput(span: Span) -> pd.DataFrame:
     """Rows stored per minute by each collector."""
     frame = _frame(sql.collector_throughput(get_store(), span.start, span.end),
@@ -255,7 +258,7 @@ def collector_throughput(span: Span) -> pd.DataFrame:
     return frame.dropna(subset=["rows"])
 
 
-@st.cache_data(ttl=_TTL, show_spinner=False)
+@st.cache_data(ttl=_TTL, max_entries=_ENTRIES, show_spinner=False)
 def kafka_lag(span: Span) -> pd.DataFrame:
     """Lag and worst partition status per consumer group and topic."""
     return _frame(queries.kafka_lag_by_group(get_store(), span.minutes, now=span.end),
@@ -263,7 +266,7 @@ def kafka_lag(span: Span) -> pd.DataFrame:
                    "status", "reason", "as_of"])
 
 
-@st.cache_data(ttl=_TTL, show_spinner=False)
+@st.cache_data(ttl=_TTL, max_entries=_ENTRIES, show_spinner=False)
 def lag_history(span: Span) -> pd.DataFrame:
     """Lag per group, topic and partition over time."""
     return _frame(sql.lag_history(get_store(), span.start, span.end),
@@ -271,7 +274,7 @@ def lag_history(span: Span) -> pd.DataFrame:
                    "lag_seconds", "status", "reason"])
 
 
-@st.cache_data(ttl=_TTL, show_spinner=False)
+@st.cache_data(ttl=_TTL, max_entries=_ENTRIES, show_spinner=False)
 def gpus(span: Span) -> pd.DataFrame:
     """Each GPU's newest readings."""
     return _frame(queries.gpu_latest(get_store(), span.minutes, now=span.end))
@@ -279,7 +282,7 @@ def gpus(span: Span) -> pd.DataFrame:
 
 # --- alerts ---------------------------------------------------------------------------------
 
-@st.cache_data(ttl=_TTL, show_spinner=False)
+@st.cache_data(ttl=_TTL, max_entries=_ENTRIES, show_spinner=False)
 def alert_timeline(span: Span) -> pd.DataFrame:
     """Lifecycle events of every alert over the span."""
     return _frame(sql.alert_timeline(get_store(), span.start, span.end),
@@ -287,14 +290,14 @@ def alert_timeline(span: Span) -> pd.DataFrame:
                    "model_version", "value", "actor"])
 
 
-@st.cache_data(ttl=_TTL, show_spinner=False)
+@st.cache_data(ttl=_TTL, max_entries=_ENTRIES, show_spinner=False)
 def alert_actions(limit: int = 50) -> pd.DataFrame:
     """Acknowledgements and silences, newest first, with who made them."""
     return _frame(sql.actions(get_store(), limit),
                   ["ts", "action", "fingerprint", "comment", "labels", "actor"])
 
 
-@st.cache_data(ttl=_TTL, show_spinner=False)
+@st.cache_data(ttl=_TTL, max_entries=_ENTRIES, show_spinner=False)
 def why_it_fired(rule_name: str, alert_fingerprint: str, end: datetime,
                  steps: int = 30) -> pd.DataFrame:
     """The series an alert's rule watched, as the rule saw it, over its last ``steps``
@@ -309,13 +312,13 @@ def why_it_fired(rule_name: str, alert_fingerprint: str, end: datetime,
     return pd.DataFrame({"ts": moments, "value": series})
 
 
-@st.cache_data(ttl=_TTL, show_spinner=False)
+@st.cache_data(ttl=_TTL, max_entries=_ENTRIES, show_spinner=False)
 def latest_slos(model: str, version: str) -> pd.DataFrame:
     """The newest burn rates and budgets of the SLOs of a model version."""
     return _frame(monitor_queries.latest_slos(get_store(), model, version))
 
 
-@st.cache_data(ttl=60, show_spinner="Replaying the rule over stored history…")
+@st.cache_data(ttl=60, max_entries=_ENTRIES, show_spinner="Replaying the rule over stored history…")
 def backtest(rule_json: str, start: datetime, end: datetime) -> dict[str, Any]:
     """What a rule (as JSON, possibly an edited copy) would have done over [start, end)."""
     from alerts.backtest import backtest as replay

@@ -244,8 +244,8 @@ def test_the_demo_console_shows_live_traffic_on_call_and_per_model(tmp_path):
             model = _settled(page, 3)
             _shot(page, "demo-model")
             browser.close()
-        assert "On call" in oncall and "Model versions" in oncall and "fraud" in oncall
-        assert "Latency, throughput and errors" in model
+        assert "On call" in oncall and "Model versions" in oncall
+        assert "Latency, throughput and errors" in model and "fraud" in model
     finally:
         demo.send_signal(signal.SIGTERM)
         _, err = demo.communicate(timeout=60)
