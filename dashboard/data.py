@@ -324,3 +324,16 @@ def backtest(rule_json: str, start: datetime, end: datetime) -> dict[str, Any]:
     from alerts.backtest import backtest as replay
 
     return replay(get_store(), Rule.model_validate_json(rule_json), start, end).as_dict()
+
+
+@st.cache_data(ttl=60, max_entries=_ENTRIES, show_spinner="Checking the rule against labels…")
+def radar(rule_json: str, start: datetime, end: datetime) -> dict[str, Any]:
+    """A query rule against the labels: requests hit, caught (positive), false hits."""
+    from dataclasses import asdict
+
+    from alerts.backtest import radar as against_labels
+
+    query = Rule.model_validate_json(rule_json).query
+    assert query is not None
+    found = against_labels(get_store(), query, start, end)
+    return {**asdict(found), "precision": found.precision, "recall": found.recall}

@@ -40,7 +40,11 @@ ERRORS_RULE = Rule.model_validate({
     "threshold": {"series": {"source": "monitor", "monitor": "latency",
                              "metric": "error_rate", "model": "fraud"},
                   "op": ">", "value": 0.05}})
-RULES = (P99_RULE, ERRORS_RULE)
+BIG_AMOUNTS = Rule.model_validate({
+    "name": "big-amounts", "severity": "ticket",
+    "query": {"model": "fraud", "where": "amount > 2", "aggregate": "count", "window": "1m",
+              "op": ">", "value": 0}})
+RULES = (P99_RULE, ERRORS_RULE, BIG_AMOUNTS)
 LATENCY_SLO = SLOSettings.model_validate({"name": "fraud-fast", "kind": "latency",
                                           "objective": 0.99, "threshold_ms": 30})
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from alerts.backtest import backtest
+from alerts.backtest import backtest, radar
 from dashboard import shared, widgets
 from telemetry import Store, queries
 from telemetry.clock import utc_now
-from tests.console_seed import P99_RULE, Seeded, seed
+from tests.console_seed import BIG_AMOUNTS, P99_RULE, Seeded, seed
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 
@@ -143,6 +143,20 @@ def test_the_alerts_page_lists_alerts_and_backtests_a_rule_as_the_cli_would(
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["Firings"] == f"{len(expected.firings):,}"
     assert metrics["Pages per week"] == f"{expected.pages_per_week:.1f}"
+
+
+def test_a_query_rules_backtest_shows_what_it_caught_against_the_labels(console_store, seeded):
+    app = _page("alerts")
+    app.selectbox(key="backtest-rule").set_value("big-amounts")
+    app.button(key="backtest-run").click().run()
+    assert not app.exception, [e.message for e in app.exception]
+    end = utc_now().replace(second=0, microsecond=0)
+    expected = radar(console_store, BIG_AMOUNTS.query, end - timedelta(days=1), end)
+    assert expected.hit > 0  # v2's amounts are shifted: plenty of hits
+    shown = app.table[0].value["count"]
+    assert shown["requests hit"] == f"{expected.hit:,}"
+    assert shown["caught (labelled positive)"] == f"{expected.caught:,}"
+    assert shown["precision"] == widgets.pct(expected.precision, 1)
 
 
 def test_the_feedback_loop_page_draws_the_lineage_from_alert_to_gate(console_store, seeded):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 import pandas as pd
 import plotly.express as px
@@ -145,6 +146,23 @@ def _backtest() -> None:
                      width="stretch")
     else:
         st.success("It would not have fired in this range.")
+    if edited.query is not None:
+        _caught_vs_hit(edited, end - timedelta(days=days), end)
+
+
+def _caught_vs_hit(rule: Any, start: Any, end: Any) -> None:
+    """For a query rule: the requests it would have hit, and how many were positives."""
+    found = data.radar(rule.model_dump_json(by_alias=True), start, end)
+    st.markdown("**Caught vs hit** (against the labels known now)")
+    st.table(pd.DataFrame([
+        {"": "requests hit", "count": widgets.count(found["hit"])},
+        {"": "caught (labelled positive)", "count": widgets.count(found["caught"])},
+        {"": "false hits (labelled negative)", "count": widgets.count(found["false_hits"])},
+        {"": "hit, not yet labelled", "count": widgets.count(found["unlabelled_hits"])},
+        {"": "positives in the range", "count": widgets.count(found["positives"])},
+        {"": "precision", "count": widgets.pct(found["precision"], 1)},
+        {"": "recall", "count": widgets.pct(found["recall"], 1)},
+    ]).set_index(""))
 
 
 def body() -> None:
