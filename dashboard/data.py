@@ -75,12 +75,17 @@ def settings() -> ConsoleSettings:
 
     config = load_config(find_config_file(None))
     slos = config.monitors.slos if config.monitors is not None else ()
+    mlflow = None
+    if config.feedback is not None:
+        from feedback import tracking_uri
+
+        mlflow = tracking_uri(config.feedback, config.data_dir)
     return ConsoleSettings(rules=config.alert_rules(), slos=tuple(slos),
                            api_url=os.environ.get(API_URL_ENV) or
                            f"http://{config.api.host}:{config.api.port}",
                            token_required=config.api.token is not None,
                            refresh=config.console.refresh,
-                           models=tuple(m.name for m in config.models))
+                           models=tuple(m.name for m in config.models), mlflow_uri=mlflow)
 
 
 def rule(name: str) -> Rule | None:
@@ -337,3 +342,42 @@ def radar(rule_json: str, start: datetime, end: datetime) -> dict[str, Any]:
     assert query is not None
     found = against_labels(get_store(), query, start, end)
     return {**asdict(found), "precision": found.precision, "recall": found.recall}
+
+
+@st.cache_data(ttl=60, max_entries=_ENTRIES, show_spinner=False)
+def mlflow_versions(model: str, versions: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """Each version's training run from MLflow (params, metrics, tags); a version MLflow
+    does not know maps to ``{"error": why}``. Empty without a feedback loop."""
+    uri = settings().mlflow_uri
+    if not uri:
+        return {}
+    from feedback.registry import ModelRegistry, RegistryError
+
+    registry = ModelRegistry(uri)
+    found: dict[str, dict[str, Any]] = {}
+    for version in versions:
+        try:
+            found[version] = registry.describe(model, version)
+        except RegistryError as exc:
+            found[version] = {"error": str(exc)}
+    return found
+
+
+@st.cache_data(ttl=_TTL, max_entries=_ENTRIES, show_spinner=False)
+def quality_by_version(model: str, span: Span) -> pd.DataFrame:
+    """The newest value of every quality metric of each version of a model, with its
+    evidence (status, labels joined)."""
+    rows = sql.latest_monitor_values(get_store(), "quality", span.end - timedelta(days=1))
+    return _frame([r for r in rows if r["model"] == model],
+                  ["model", "model_version", "metric", "slo", "window", "value", "status",
+                   "sample_size", "as_of"])
+
+
+@st.cache_data(ttl=_TTL, max_entries=_ENTRIES, show_spinner=False)
+def serving(model: str, span: Span) -> tuple[dict | None, pd.DataFrame]:
+    """Which version serves the model (the newest promote or rollback that took), and the
+    serving backend's newest metrics per version."""
+    store = get_store()
+    return (sql.serving_state(store, model),
+            _frame(sql.serving_metrics(store, model, span.start),
+                   ["server", "model_version", "metric", "value", "as_of"]))

@@ -28,6 +28,7 @@ class ConsoleSettings:
     token_required: bool = False  # the API asks for a bearer token on changes
     refresh: str = "30s"  # how often pages refresh themselves: off, 10s, 30s, 1m, 5m
     models: tuple[str, ...] = field(default=())  # configured models, shown even without data
+    mlflow_uri: str | None = None  # the feedback loop's tracking server: versions' runs
 
 
 _store: Store | None = None

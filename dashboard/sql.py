@@ -214,3 +214,25 @@ def dead_letters_over_time(store: Store, start: datetime, end: datetime) -> list
         {"start": utc(start), "end": utc(end)},
     )
 
+
+
+def serving_state(store: Store, model: str) -> dict | None:
+    """The version a model's server serves by the newest promote or rollback that took,
+    where, since when and who did it."""
+    rows = store.query_dicts(
+        "SELECT ts, model_version, server, action, actor, reason FROM deployments "
+        "WHERE model = {m:String} AND action IN ('promote', 'rollback') AND status = 'ok' "
+        "ORDER BY ts DESC LIMIT 1",
+        {"m": model},
+    )
+    return rows[0] if rows else None
+
+
+def serving_metrics(store: Store, model: str, since: datetime) -> list[dict]:
+    """The newest value of each metric the serving backend reports per version of a model."""
+    return store.query_dicts(
+        "SELECT server, model_version, metric, argMax(value, ts) AS value, max(ts) AS as_of "
+        "FROM serving_metrics WHERE model = {m:String} AND ts >= {since:DateTime64(3, 'UTC')} "
+        "GROUP BY server, model_version, metric ORDER BY server, model_version, metric",
+        {"m": model, "since": utc(since)},
+    )

@@ -3,10 +3,13 @@ parameters, so a link opens the same view), self-refresh, units and status badge
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import pandas as pd
 import streamlit as st
@@ -16,6 +19,8 @@ from telemetry.clock import utc, utc_now
 from . import data
 from .actions import Actions
 from .status import HEX, Status
+
+log = logging.getLogger("watchloop.console")
 
 RANGES: dict[str, int] = {"15m": 15, "1h": 60, "6h": 360, "24h": 1440, "7d": 10080}
 RANGE_LABELS = {"15m": "Last 15 minutes", "1h": "Last hour", "6h": "Last 6 hours",
@@ -96,10 +101,25 @@ def model() -> str | None:
     return st.session_state.get("_model")
 
 
+def guarded(body: Callable[[], None]) -> Callable[[], None]:
+    """``body``, showing any error it raises as a message (and logging its traceback for
+    whoever runs the console) instead of a traceback on the page."""
+
+    @functools.wraps(body)
+    def run() -> None:
+        try:
+            body()
+        except Exception as exc:  # noqa: BLE001 - Streamlit's own control flow is BaseException
+            log.exception("console: %s failed", body.__name__)
+            show_error(exc)
+
+    return run
+
+
 def refreshing(body: Callable[[], None]) -> Callable[[], None]:
-    """``body`` as a fragment that reruns itself every refresh interval."""
+    """``body`` as a fragment that reruns itself every refresh interval, guarded."""
     every = REFRESH_CHOICES.get(st.session_state.get("_refresh", "30s"))
-    return st.fragment(run_every=every)(body)
+    return st.fragment(run_every=every)(guarded(body))
 
 
 def link(page: str, **params: str) -> str:
@@ -108,7 +128,7 @@ def link(page: str, **params: str) -> str:
     if model():
         query["model"] = model() or ""
     query.update(params)
-    return f"/{page}?" + "&".join(f"{k}={v}" for k, v in query.items())
+    return f"/{page}?{urlencode(query)}"
 
 
 # --- units ----------------------------------------------------------------------------------
@@ -186,7 +206,7 @@ def colour_cells(frame: pd.DataFrame) -> Any:
 
 def show_error(exc: Exception) -> None:
     """An error as a message an on-call engineer can act on, never a traceback."""
-    st.error(f"{type(exc).__name__}: {exc}")
+    st.error(f"**{type(exc).__name__}**: {exc}")
 
 
 # --- who acts -------------------------------------------------------------------------------

@@ -158,6 +158,17 @@ class ModelRegistry:
         for key, value in tags.items():
             self.client.set_model_version_tag(model, version, key, _short(value))
 
+    def describe(self, model: str, version: str) -> dict[str, Any]:
+        """A version's training run as MLflow holds it: ``params``, ``metrics`` (the newest
+        value of each), the version's ``tags`` and the ``run_id``."""
+        try:
+            found = self.client.get_model_version(model, version)
+            run = self.client.get_run(found.run_id)
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail(f"read version {version} of {model}", exc) from exc
+        return {"run_id": found.run_id, "params": dict(run.data.params),
+                "metrics": dict(run.data.metrics), "tags": dict(found.tags)}
+
     def run_of(self, model: str, version: str) -> str:
         return self.client.get_model_version(model, version).run_id
 

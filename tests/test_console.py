@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -90,6 +91,28 @@ def test_an_empty_store_is_all_clear_and_each_page_says_what_to_configure(consol
     assert any("No model yet" in i.value for i in model.info)
 
 
+def test_a_store_that_is_away_is_a_message_naming_it_never_a_traceback(
+        console_store, monkeypatch):
+    from watchloop.services.base import free_port
+
+    shared.use_store(None)
+    port = free_port()
+    monkeypatch.setenv("WATCHLOOP_STORE_URL", f"http://127.0.0.1:{port}/watchloop")
+    app = _page()
+    assert any(f"127.0.0.1:{port}" in e.value for e in app.error), [e.value for e in app.error]
+
+
+def test_a_store_lost_while_a_page_is_open_is_a_message_on_every_page(console_store, seeded):
+    app = _page()
+    console_store.close()
+    for page in ("oncall", "model", "pipelines", "alerts", "loop", "compare"):
+        app.switch_page(f"views/{page}.py").run()
+        assert not app.exception, (page, [e.message for e in app.exception])
+        assert app.error, page
+        assert any("closed" in e.value.lower() or "Store" in e.value for e in app.error), (
+            page, [e.value for e in app.error])
+
+
 def test_the_model_page_splits_traffic_by_version_and_shows_drift_and_quality(
         console_store, seeded):
     app = _page("model")
@@ -110,6 +133,9 @@ def test_the_model_page_splits_traffic_by_version_and_shows_drift_and_quality(
     assert len(app.get("plotly_chart")) == 6
     assert any("Top drifting features now" in m.value and "amount" in m.value
                for m in app.markdown)
+    # the seed's newest promotion: v2 on torchserve, by the loop
+    assert any(m.value.startswith("Serving **v2** on **torchserve**") and "loop:retrain" in
+               m.value for m in app.markdown)
 
 
 def test_the_pipelines_page_shows_lag_status_dead_letters_and_freshness(
@@ -180,6 +206,27 @@ def test_compare_versions_puts_the_better_value_of_each_row_first(console_store,
     assert table.loc["replay agreement", "v2"] == "0.93"
     assert table.loc["offline roc_auc", "v2"] == "0.91"
     assert len(app.get("plotly_chart")) == 1  # predictions of both versions overlaid
+
+
+def test_compare_reads_each_versions_training_run_from_mlflow_and_marks_differing_params(
+        console_store, seeded, tmp_path):
+    from feedback.registry import ModelRegistry
+    from serving_adapters.reference_models import save_scorer
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    registry = ModelRegistry(uri, artifact_location=(tmp_path / "artifacts").as_uri())
+    scorer = save_scorer(tmp_path / "scorer.pt", 2)
+    for version, lr, auc in (("1", 0.01, 0.88), ("2", 0.003, 0.91)):
+        run = registry.start_run("fraud", f"run-{version}", {})
+        registry.log_params(run, {"lr": lr, "epochs": 5})
+        registry.log_metrics(run, {"roc_auc": auc})
+        assert registry.register("fraud", run, scorer, ("amount", "hour"), {}) == version
+    shared.use_settings(replace(seeded.settings, mlflow_uri=uri))
+    table = _page("compare").table[0].value
+    assert list(table.loc["param lr"]) == ["🔸 0.01", "🔸 0.003"]  # they differ
+    assert list(table.loc["param epochs"]) == ["5", "5"]
+    assert table.loc["offline roc_auc", "v2"] == "✅ 0.91"
+    assert table.loc["offline roc_auc", "v1"] == "0.88"
 
 
 def test_the_time_range_and_model_come_from_the_url_and_stay_in_it(console_store, seeded):

@@ -68,8 +68,10 @@ def add_model_routes(app: FastAPI, *, feedback: FeedbackService | None,
         body = {"model": result.model, "version": result.version,
                 "previous": result.previous, "outcome": result.outcome,
                 "reason": result.reason}
-        return JSONResponse(body, status_code=200 if result.outcome in (
-            "promoted", "rolled_back") else 409)
+        if result.outcome in ("promoted", "rolled_back"):
+            return JSONResponse(body)
+        return JSONResponse({**body, "error": f"{result.outcome}: {result.reason}"},
+                            status_code=409)
 
     @app.post("/v1/models/{model}/rollback", summary="Give the traffic back",
               responses={200: {"model": SwapBody}, 401: {"description": "token required"},

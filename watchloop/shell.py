@@ -170,12 +170,16 @@ def console_settings(config: WatchloopConfig, api_url: str | None) -> Any:
     """What the console needs of the config (``dashboard.shared.ConsoleSettings``): rules,
     SLOs, models, the API's address."""
     from dashboard.shared import ConsoleSettings
+    from feedback import tracking_uri
 
+    mlflow = (tracking_uri(config.feedback, config.data_dir)
+              if config.feedback is not None else None)
     return ConsoleSettings(
         rules=config.alert_rules(),
         slos=tuple(config.monitors.slos) if config.monitors is not None else (),
         api_url=api_url, token_required=config.api.token is not None,
-        refresh=config.console.refresh, models=tuple(m.name for m in config.models))
+        refresh=config.console.refresh, models=tuple(m.name for m in config.models),
+        mlflow_uri=mlflow)
 
 
 def serve_console(store: Store, host: str, port: int,

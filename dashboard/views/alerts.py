@@ -177,10 +177,14 @@ def main() -> None:
     widgets.page_setup("Alerts")
     widgets.refreshing(body)()
     st.subheader("Silences")
-    _silences()
+    widgets.guarded(_silences)()
     st.subheader("Backtest a rule")
-    _backtest()
+    widgets.guarded(_backtest)()
     st.subheader("Who did what")
+    widgets.guarded(_who_did_what)()
+
+
+def _who_did_what() -> None:
     actions = data.alert_actions()
     if actions.empty:
         st.caption("No acknowledgement or silence yet.")

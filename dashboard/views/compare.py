@@ -32,19 +32,32 @@ def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def _offline(model: str, versions: list[str]) -> dict[str, dict[str, Any]]:
+    """Each version's training run: from MLflow when the loop is configured, else from the
+    lineage's record of the run (the same numbers, logged to both)."""
     found: dict[str, dict[str, Any]] = {v: {} for v in versions}
+    runs = data.mlflow_versions(model, tuple(versions))
+    for version, run in runs.items():
+        if "error" in run:
+            st.caption(f"v{version}: {run['error']}")
+            continue
+        found[version].update({f"offline {k}": v for k, v in run["metrics"].items()})
+        found[version].update({f"param {k}": v for k, v in run["params"].items()})
+        if "watchloop.gate.passed" in run["tags"]:
+            found[version]["gate"] = ("passed" if run["tags"]["watchloop.gate.passed"] == "true"
+                                      else "failed")
     for r in data.lineage(model):
-        if r["version"] not in found:
+        version = r["version"]
+        if version not in found or runs.get(version, {}).get("params"):
             continue
         for step in r["steps"]:
             if step["step"] == "run" and step["status"] == "succeeded":
                 d = step["details"]
-                found[r["version"]].update({f"offline {k}": v
-                                            for k, v in (d.get("metrics") or {}).items()})
-                found[r["version"]].update({"training rows": d.get("rows"),
-                                            "trained as of": d.get("as_of")})
+                found[version].update({f"offline {k}": v
+                                       for k, v in (d.get("metrics") or {}).items()})
+                found[version].update({"training rows": d.get("rows"),
+                                       "trained as of": d.get("as_of")})
             if step["step"] == "gate":
-                found[r["version"]]["gate"] = step["status"]
+                found[version]["gate"] = step["status"]
     return found
 
 
@@ -59,30 +72,41 @@ def _agreement(model: str, versions: list[str]) -> dict[str, float]:
     return found
 
 
+def _interval(p: float | None, n: int) -> str:
+    if p is None or not n:
+        return "—"
+    lo, hi = wilson(p, n)
+    return f"{lo:.3f}–{hi:.3f}"
+
+
 def _table(model: str, versions: list[str], span: data.Span) -> pd.DataFrame:
     traffic = data.version_traffic(model, span).set_index("model_version")
     grid = {(r.model, r.version): r for r in data.grid(span).versions}
+    quality = data.quality_by_version(model, span)
     offline = _offline(model, versions)
     agreement = _agreement(model, versions)
     rows: dict[str, dict[str, Any]] = {}
     for v in versions:
         t = traffic.loc[v] if v in traffic.index else None
         g = grid.get((model, v))
-        column = {
-            "requests": int(t.requests) if t is not None else 0,
+        requests = int(t.requests) if t is not None else 0
+        errors = t.errors / requests if t is not None and requests else None
+        column: dict[str, Any] = {
+            "requests": requests,
             "p50 latency (ms)": t.p50_ms if t is not None else None,
             "p99 latency (ms)": t.p99_ms if t is not None else None,
-            "error rate": (t.errors / t.requests) if t is not None and t.requests else None,
+            "error rate": errors, "error rate 95% CI": _interval(errors, requests),
             "drifted features": g.drift_share if g else None,
             "replay agreement": agreement.get(v),
-            **offline.get(v, {}),
         }
-        if g is not None and g.quality_metric:
-            column[g.quality_metric] = g.quality
-            column["labels"] = g.labels
-            if g.quality_metric in PROPORTIONS and g.quality is not None and g.labels:
-                lo, hi = wilson(g.quality, g.labels)
-                column[f"{g.quality_metric} 95% CI"] = f"{lo:.3f}–{hi:.3f}"
+        mine = quality[quality.model_version == v]
+        for q in mine.itertuples():
+            column[q.metric] = q.value
+            if q.metric in PROPORTIONS:
+                column[f"{q.metric} 95% CI"] = _interval(q.value, int(q.sample_size))
+        if not mine.empty:
+            column["labels"] = int(mine.sample_size.max())
+        column.update(offline.get(v, {}))
         for name, value in column.items():
             rows.setdefault(name, {})[f"v{v}"] = value
     return pd.DataFrame.from_dict(rows, orient="index")
@@ -92,8 +116,12 @@ def _best(frame: pd.DataFrame) -> pd.DataFrame:
     """A copy where the better numeric value of each comparable row is marked with ✅."""
     marked = frame.astype(object).copy()
     for name, row in frame.iterrows():
+        if str(name).startswith("param ") and row.astype(str).nunique() > 1:
+            marked.loc[name] = [f"🔸 {v}" for v in row]  # params that differ, as MLflow marks
+            continue
         values = pd.to_numeric(row, errors="coerce")
-        if values.notna().sum() < 2 or name in ("requests", "labels", "training rows"):
+        if values.notna().sum() < 2 or name in ("requests", "labels", "training rows") \
+                or str(name).startswith("param "):
             continue
         best = values.idxmin() if name in LOWER_IS_BETTER else values.idxmax()
         if values.nunique() > 1:
@@ -131,8 +159,10 @@ def body() -> None:
         return
     table = _table(model, versions, span)
     st.table(_best(table))  # a handful of rows: static, readable and selectable text
-    st.caption(f"Live rows over the last {span.minutes} minutes; ✅ marks the better value. "
-               "Offline rows are the training runs' own metrics (logged to MLflow too).")
+    st.caption(f"Live rows over the last {span.minutes} minutes, quality from the labels "
+               "joined so far (95% Wilson intervals for shares); ✅ marks the better value, 🔸 "
+               "a training parameter that differs. Offline rows and params are the training "
+               "runs' own, from MLflow.")
     shares = data.prediction_histogram(model, tuple(versions), span)
     if shares.empty:
         st.caption("No predictions logged in this time range.")

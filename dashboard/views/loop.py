@@ -115,7 +115,7 @@ def main() -> None:
     model = widgets.model()
     if model is not None:
         st.subheader("Actions")
-        _actions(model)
+        widgets.guarded(lambda: _actions(model))()
 
 
 main()

@@ -100,6 +100,20 @@ def _quality(model: str, version: str, span: data.Span) -> None:
     st.plotly_chart(_layout(figure), width="stretch")
 
 
+def _serving(model: str, span: data.Span) -> None:
+    state, metrics = data.serving(model, span)
+    if state is None:
+        st.caption("No promotion recorded: which version serves is unknown to Watchloop.")
+    else:
+        st.markdown(f"Serving **v{state['model_version']}** on **{state['server']}** since "
+                    f"{widgets.age(state['ts'])} ({state['action']} by {state['actor']}"
+                    + (f": {state['reason']}" if state["reason"] else "") + ")")
+    if not metrics.empty:
+        shown = metrics.pivot_table(index=["server", "model_version"], columns="metric",
+                                    values="value", aggfunc="last").reset_index()
+        st.dataframe(shown, hide_index=True, width="stretch")
+
+
 def body() -> None:
     model = widgets.model()
     if model is None:
@@ -119,6 +133,7 @@ def body() -> None:
         st.subheader(f"Quality of v{version} from labels")
         _quality(model, version, span)
     st.subheader("Serving")
+    _serving(model, span)
     gpus = data.gpus(span)
     if gpus.empty:
         st.caption("No GPU readings in this time range.")

@@ -127,11 +127,7 @@ def _platform(grid: Grid) -> None:
 
 def body() -> None:
     span = widgets.span()
-    try:
-        grid = data.grid(span)
-    except Exception as exc:  # noqa: BLE001 - shown as a message, never a traceback
-        widgets.show_error(exc)
-        return
+    grid = data.grid(span)
     firing = grid.firing
     if firing:
         pages = [a for a in firing if a["severity"] == "page"]
