@@ -62,6 +62,16 @@ alerts:
       threshold: {series: {source: monitor, monitor: latency, metric: error_rate,
                            model: fraud}, op: ">", value: 0.05}
 """
+# Counts the page's completed runs (a fragment's too): each change of the app's state
+# attribute away from "running".
+COUNT_RUNS = """() => {
+  window.__runs = 0;
+  const app = document.querySelector('[data-testid="stApp"]');
+  new MutationObserver(records => {
+    for (const r of records) if (r.oldValue === 'running') window.__runs++;
+  }).observe(app, {attributes: true, attributeOldValue: true,
+                   attributeFilter: ['data-test-script-state']});
+}"""
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                 reason="chromium is not installed (scripts/system-deps.sh)")
 
@@ -186,6 +196,12 @@ def test_every_page_loads_draws_its_charts_and_the_on_call_acts_through_the_brow
         page.get_by_role("button", name="Silence this alert").first.click()
         page.get_by_text("Silenced as console:dana").wait_for(timeout=30_000)
         _shot(page, "oncall-acted")
+
+        # left alone at a 10 s refresh, the page redraws itself (its fragment reruns)
+        page.goto(f"{url}/?range=1h&refresh=10s")
+        _settled(page, 1)
+        page.evaluate(COUNT_RUNS)
+        page.wait_for_function("() => window.__runs >= 2", timeout=60_000)
         browser.close()
     alerts = live_console["alerts"]
     assert alerts.acknowledgements()[seeded.firing_fp]["who"] == "console:dana"
