@@ -72,8 +72,9 @@ def _alert_card(alert: dict[str, Any]) -> None:
     icon = _STATE_ICON.get(alert["state"], "❔")
     where = f"{alert['model']} v{alert['model_version']}" if alert["model"] else ""
     with st.container(border=True):
-        st.markdown(f"#### {icon} {alert['state'].upper()} · {alert['rule']} "
-                    f"<small>{alert['severity']}</small> {where}", unsafe_allow_html=True)
+        # no HTML: model names and summaries come from outside
+        st.markdown(f"#### {icon} {alert['state'].upper()} · {alert['rule']} · "
+                    f"`{alert['severity']}` {where}")
         value = ("" if pd.isna(alert["value"])
                  else f" · value **{widgets.number(alert['value'], 4)}**")
         acked = f" · acknowledged by {alert['acked_by']}" if alert["acked_by"] else ""
