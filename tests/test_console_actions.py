@@ -154,3 +154,19 @@ def test_rolling_back_from_the_console_serves_the_version_before_and_records_who
         assert rows == [("1", "ok", "console:carol", "v2 scores look off")]
     finally:
         remove_model(deployer.adapter, model)
+
+
+def test_model_actions_need_the_token_and_say_what_is_not_configured(console):
+    import requests
+
+    api = shared.shared_settings().api_url
+    denied = requests.post(f"{api}/v1/models/fraud/rollback", json={}, timeout=10)
+    assert denied.status_code == 401
+    auth = {"Authorization": f"Bearer {TOKEN}", "X-Watchloop-Actor": "ci"}
+    for action, body, missing in (("rollback", {}, "serving backend"),
+                                  ("promote", {"version": "3"}, "feedback loop"),
+                                  ("retrain", {}, "feedback loop")):
+        answer = requests.post(f"{api}/v1/models/fraud/{action}", json=body, headers=auth,
+                               timeout=10)
+        assert answer.status_code == 409, (action, answer.text)
+        assert missing in answer.json()["error"]
