@@ -221,17 +221,18 @@ def identity() -> None:
                           help="The API's bearer token: changes are refused without it")
 
 
-def actions() -> Actions | None:
+def actions(*, reading: bool = False) -> Actions | None:
     """The action client for the person at the console, or None (with a message saying
-    what is missing)."""
+    what is missing). ``reading``: only to read from the API, which needs no name."""
     api_url = data.settings().api_url
     who = (st.session_state.get("who") or "").strip()
     if not api_url:
         st.info("Actions need the Watchloop API: run the console with `watchloop up`, or "
                 "set WATCHLOOP_API_URL.")
         return None
-    if not who:
+    if not who and not reading:
         st.info("Enter your name under **Acting as** in the sidebar: every change is "
                 "recorded with who made it.")
         return None
-    return Actions(api_url, f"console:{who}", st.session_state.get("token") or None)
+    return Actions(api_url, f"console:{who or 'viewer'}",
+                   st.session_state.get("token") or None)

@@ -122,7 +122,10 @@ def test_silencing_an_alert_matches_its_labels_and_names_its_author(console, ale
     assert {f"{m.name}{m.op}{m.value}" for m in silence.matchers} == {
         "alertname=fraud-p99", "model=fraud", "version=2"}
     assert timedelta(hours=3, minutes=59) < silence.ends - silence.starts <= timedelta(hours=4)
-    # the alerts page lists it and expires it
+    # the alerts page lists it to anyone, and expires it for someone who gives a name
+    viewer = _as("alerts", "", "")
+    assert any("🔕" in m.value and "INC-42" in m.value and "console:bob" in m.value
+               for m in viewer.markdown)
     alerts = _as("alerts", "bob", TOKEN)
     alerts.button(key=f"expire-{silence.id}").click().run()
     assert any("Expired as console:bob" in s.value for s in alerts.success)

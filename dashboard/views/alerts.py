@@ -65,11 +65,11 @@ def _timeline(span: data.Span) -> None:
 
 
 def _silences() -> None:
-    actions = widgets.actions()
-    if actions is None:
+    reader = widgets.actions(reading=True)
+    if reader is None:
         return
     try:
-        silences = actions.silences()
+        silences = reader.silences()
     except ActionError as exc:
         st.error(str(exc))
         return
@@ -81,22 +81,28 @@ def _silences() -> None:
         left.markdown(f"🔕 `{', '.join(silence['matchers'])}` until {silence['ends']} — "
                       f"{silence['comment']} (by {silence['author']})")
         if right.button("Expire", key=f"expire-{silence['id']}"):
-            try:
-                actions.expire(silence["id"])
-                st.success(f"Expired as {actions.actor}")
-            except ActionError as exc:
-                st.error(str(exc))
+            _change(lambda a, sid=silence["id"]: a.expire(sid), "Expired")
     with st.form("new-silence"):
         matchers = st.text_input("Matchers", placeholder="alertname=fraud-p99, model=fraud")
         hours = st.number_input("Hours", min_value=0.25, max_value=24 * 14.0, value=1.0)
         comment = st.text_input("Why")
         if st.form_submit_button("Create silence"):
-            try:
-                made = actions.silence([m.strip() for m in matchers.split(",") if m.strip()],
-                                       timedelta(hours=hours), comment)
-                st.success(f"Silence {made} created as {actions.actor}")
-            except ActionError as exc:
-                st.error(str(exc))
+            given = [m.strip() for m in matchers.split(",") if m.strip()]
+            _change(lambda a: a.silence(given, timedelta(hours=hours), comment),
+                    "Silence created")
+
+
+def _change(call: Any, done: str) -> None:
+    """Send a change as the person at the console (who must have given a name)."""
+    actions = widgets.actions()
+    if actions is None:
+        return
+    try:
+        call(actions)
+    except ActionError as exc:
+        st.error(str(exc))
+        return
+    st.success(f"{done} as {actions.actor}")
 
 
 def _backtest() -> None:
