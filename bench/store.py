@@ -24,7 +24,8 @@ are generated and the columns prepared outside the timings. ``raw_rows_per_s`` i
 raw method, named in ``raw_method``; the checksums of the three tables are compared at the end.
 
 Then, with the raw databases dropped and a few dead letters written, the queries of the
-console's first page (dashboard/pages/store.py) run round-robin over the loaded store, and
+console's first page (the on-call grid of dashboard/data.py) run round-robin over the loaded
+store, and
 one more batch runs under cProfile to show where the writer spends its time (stderr only).
 
 The last line on stdout is one JSON object. No timing is compared against a threshold.
@@ -36,11 +37,12 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from telemetry import Migrator, Store, StoreLocation, TelemetryWriter, open_store, queries
+from telemetry.clock import utc_now
 
 from ._common import (
     LogGenerator,
@@ -65,13 +67,6 @@ WINDOW_MINUTES = 60  # the console's default time range ("1 hour")
 LOG_COLUMNS = (
     "request_id", "model", "model_version", "event_time", "ingest_time", "latency_ms", "status",
     "error", "numeric_features", "categorical_features", "prediction", "prediction_label", "source",
-)
-
-#: dashboard/data.py ``requests_per_minute``: the traffic chart (copied, it is not in telemetry).
-REQUESTS_PER_MINUTE_SQL = (
-    "SELECT minute, concat(model, ' v', model_version) AS version, sum(requests) AS requests "
-    "FROM inference_rollup_1m WHERE minute >= now() - toIntervalMinute({m:UInt32}) "
-    "GROUP BY minute, version ORDER BY minute"
 )
 
 #: A content checksum of a copy of inference_logs (all columns but ingest_time).
@@ -208,15 +203,22 @@ RAW_METHODS = {
 
 
 def first_page_queries(store: Store) -> dict[str, Callable[[], Any]]:
-    """The queries dashboard/pages/store.py runs (through dashboard/data.py), uncached."""
+    """The queries the console's first page (the on-call grid, ``dashboard.data.grid``) and
+    its model picker run, uncached."""
+    from dashboard import sql
+
+    end = utc_now()
+    start, day = end - timedelta(minutes=WINDOW_MINUTES), end - timedelta(days=1)
     return {
-        "table_summaries": lambda: queries.table_summaries(store),
-        "requests_per_minute": lambda: store.query_df(
-            REQUESTS_PER_MINUTE_SQL, {"m": WINDOW_MINUTES}
-        ),
-        "model_traffic": lambda: queries.model_traffic(store, WINDOW_MINUTES),
-        "dead_letter_reasons": lambda: queries.dead_letter_reasons(store),
-        "recent_dead_letters": lambda: queries.recent_dead_letters(store, 50),
+        "models": lambda: sql.models(store, day),
+        "traffic": lambda: queries.traffic(store, start, end + timedelta(minutes=1)),
+        "drift_share": lambda: sql.latest_drift_share(store, day),
+        "quality": lambda: sql.latest_monitor_values(store, "quality", day),
+        "slo": lambda: sql.latest_monitor_values(store, "slo", day),
+        "alerts": lambda: sql.alerts(store),
+        "kafka_lag": lambda: queries.kafka_lag_by_group(store, 15, now=end),
+        "collector_health": lambda: queries.collector_health(store),
+        "gpus": lambda: queries.gpu_latest(store, 15, now=end),
     }
 
 

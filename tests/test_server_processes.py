@@ -198,8 +198,9 @@ import sys
 from streamlit.testing.v1 import AppTest
 app = AppTest.from_file(sys.argv[1], default_timeout=60)
 app.run()
+app.switch_page("views/pipelines.py").run()
 assert not app.exception, [e.message for e in app.exception]
-print({m.label: m.value for m in app.metric}["Inference logs"])
+print(app.dataframe[-1].value.set_index("table").loc["inference_logs", "rows"])
 """
 
 
