@@ -81,7 +81,7 @@ def page_setup(title: str) -> None:
     """A page's first call: its title, and the shared sidebar if the app did not draw it
     in this run (a page run on its own, as Streamlit's AppTest runs a switched-to page)."""
     if not st.session_state.pop(_DRAWN, False):
-        draw_shared()
+        guarded(draw_shared)()
         st.session_state.pop(_DRAWN, None)
     st.title(title)
 

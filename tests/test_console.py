@@ -103,9 +103,12 @@ def test_a_store_that_is_away_is_a_message_naming_it_never_a_traceback(
 
 
 def test_a_store_lost_while_a_page_is_open_is_a_message_on_every_page(console_store, seeded):
+    import streamlit as st
+
     app = _page()
     console_store.close()
     for page in ("oncall", "model", "pipelines", "alerts", "loop", "compare"):
+        st.cache_data.clear()  # as each answer's few seconds in the cache lapse
         app.switch_page(f"views/{page}.py").run()
         assert not app.exception, (page, [e.message for e in app.exception])
         assert app.error, page
