@@ -224,9 +224,11 @@ def test_a_crashed_or_timed_out_run_promotes_nothing_and_raises_an_alert(world):
         evaluator = _evaluator(world, retrain_failed_rule().model_dump(by_alias=True),
                                WebhookReceiver(type="webhook", name="hook",
                                                url=receiver.url + "/hook"))
-        for params, status in (({"fail": "corrupt features"}, "failed"),
-                               ({"sleep_s": 60}, "timed_out")):
-            world.loop.settings = _settings(world.prefix, params=params, timeout="3s")
+        # the crash gets all the time it needs (the subprocess imports torch first: seconds
+        # on a loaded machine); the sleeper far less than its sleep
+        for params, status, timeout in (({"fail": "corrupt features"}, "failed", "120s"),
+                                        ({"sleep_s": 60}, "timed_out", "5s")):
+            world.loop.settings = _settings(world.prefix, params=params, timeout=timeout)
             result = world.loop.retrain(world.model, kind="manual", actor="test",
                                         reason=status, force=True)
             assert result.outcome == "failed", result.summary()
