@@ -84,6 +84,19 @@ def page_setup(title: str) -> None:
         guarded(draw_shared)()
         st.session_state.pop(_DRAWN, None)
     st.title(title)
+    done = st.session_state.pop(_DONE, None)
+    if done:
+        st.success(done)
+
+
+_DONE = "_console_done"
+
+
+def report_done(message: str) -> None:
+    """After a change: redraw the whole page (every panel then shows it), with ``message``
+    at its top."""
+    st.session_state[_DONE] = message
+    st.rerun()
 
 
 def minutes() -> int:

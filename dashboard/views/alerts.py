@@ -102,7 +102,9 @@ def _change(call: Any, done: str) -> None:
     except ActionError as exc:
         st.error(str(exc))
         return
-    st.success(f"{done} as {actions.actor}")
+    data.all_alerts.clear()
+    data.alert_actions.clear()
+    widgets.report_done(f"{done} as {actions.actor}")
 
 
 def _backtest() -> None:

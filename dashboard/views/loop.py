@@ -89,7 +89,7 @@ def _run(call: Any, done: str) -> None:
     data.lineage.clear()
     data.deployments.clear()
     suffix = f": now serving v{answer['version']}" if isinstance(answer, dict) else ""
-    st.success(done + suffix)
+    widgets.report_done(done + suffix)
 
 
 def body() -> None:

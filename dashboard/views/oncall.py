@@ -117,7 +117,7 @@ def _act(call: Any, done: str) -> None:
         return
     data.active_alerts.clear()
     data.grid.clear()
-    st.success(f"{done} as {actions.actor}")
+    widgets.report_done(f"{done} as {actions.actor}")
 
 
 def _platform(grid: Grid) -> None:
