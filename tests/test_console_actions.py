@@ -153,7 +153,7 @@ def test_rolling_back_from_the_console_serves_the_version_before_and_records_who
         assert deployer.adapter.serving_version(model) == "1"
         # the page redrew itself: its deployments table shows the rollback, and who did it
         shown = next(d.value for d in app.dataframe if "action" in d.value.columns)
-        assert ("rollback", "console:carol") in set(zip(shown.action, shown.actor))
+        assert ("rollback", "console:carol") in set(zip(shown.action, shown.actor, strict=True))
         rows = console_store.query(
             "SELECT model_version, status, actor, reason FROM deployments "
             "WHERE model = {m:String} AND action = 'rollback'", {"m": model})
