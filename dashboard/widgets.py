@@ -17,7 +17,7 @@ import streamlit as st
 from telemetry.clock import utc, utc_now
 
 from . import data
-from .actions import Actions
+from .actions import ActionError, Actions
 from .status import HEX, Status
 
 log = logging.getLogger("watchloop.console")
@@ -90,6 +90,22 @@ def page_setup(title: str) -> None:
 
 
 _DONE = "_console_done"
+
+
+def act(call: Callable[[Actions], Any], done: str, stale: tuple[Any, ...] = ()) -> None:
+    """Send a change as the person at the console (who must have given a name); on success
+    drop the ``stale`` cached reads and redraw the page with ``done`` at its top."""
+    client = actions()
+    if client is None:
+        return
+    try:
+        call(client)
+    except ActionError as exc:
+        st.error(str(exc))
+        return
+    for cached in stale:
+        cached.clear()
+    report_done(f"{done} as {client.actor}")
 
 
 def report_done(message: str) -> None:

@@ -93,18 +93,7 @@ def _silences() -> None:
 
 
 def _change(call: Any, done: str) -> None:
-    """Send a change as the person at the console (who must have given a name)."""
-    actions = widgets.actions()
-    if actions is None:
-        return
-    try:
-        call(actions)
-    except ActionError as exc:
-        st.error(str(exc))
-        return
-    data.all_alerts.clear()
-    data.alert_actions.clear()
-    widgets.report_done(f"{done} as {actions.actor}")
+    widgets.act(call, done, stale=(data.all_alerts, data.alert_actions))
 
 
 def _backtest() -> None:

@@ -11,7 +11,6 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import data, widgets
-from dashboard.actions import ActionError
 from dashboard.grid import Grid
 from dashboard.status import HEX
 
@@ -107,17 +106,7 @@ def _alert_card(alert: dict[str, Any]) -> None:
 
 
 def _act(call: Any, done: str) -> None:
-    actions = widgets.actions()
-    if actions is None:
-        return
-    try:
-        call(actions)
-    except ActionError as exc:
-        st.error(str(exc))
-        return
-    data.active_alerts.clear()
-    data.grid.clear()
-    widgets.report_done(f"{done} as {actions.actor}")
+    widgets.act(call, done, stale=(data.active_alerts, data.grid))
 
 
 def _platform(grid: Grid) -> None:
