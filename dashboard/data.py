@@ -47,8 +47,9 @@ class Span:
 
     @classmethod
     def last(cls, minutes: int) -> Span:
-        """The last ``minutes`` up to now, now rounded to the second (cache-friendly)."""
-        return cls(minutes, utc_now().replace(microsecond=0))
+        """The last ``minutes`` up to now, now rounded up to the next second (cache-friendly;
+        rounding down hid what arrived in the current second from ``< end`` queries)."""
+        return cls(minutes, utc_now().replace(microsecond=0) + timedelta(seconds=1))
 
 
 @st.cache_resource(show_spinner=False)
