@@ -148,29 +148,50 @@ class TelemetryWriter:
                   source: str) -> list[tuple[list[int], IntakeResult]]:
         """Write payloads; on a refusal other than unavailability, write each half alone.
 
-        Only when some part was stored are the records that fail alone blamed (and
-        dead-lettered); when nothing at all can be stored the fault is the store's, and the
-        error is raised for the caller to retry.
+        A refusal is a record's fault only while the store is up: before bisecting, and
+        again before blaming a record that fails alone, the store must answer a ping, and
+        the lone record is tried once more. A store that stops answering part-way (or had
+        stopped, and is back) raises ``StoreUnavailableError`` for the caller to retry the
+        batch; what was already stored comes back as duplicates, so nothing is lost or
+        dead-lettered for the store's own outage. When every record fails alone against a
+        store that answers, the fault is still the store's, and its error is raised.
         """
         parts: list[tuple[list[int], IntakeResult]] = []
         failures: list[StoreError] = []
 
+        def attempt(positions: list[int]) -> None:
+            chunk = [payloads[p] for p in positions]
+            parts.append((positions, self._intake.write(chunk, ingest_ms, source)))
+
+        def require_store_up(exc: StoreError) -> None:
+            if not self._store.ping():
+                raise StoreUnavailableError(
+                    f"the store stopped answering while writing a batch: {exc}") from exc
+
         def write(positions: list[int]) -> None:
             try:
-                chunk = [payloads[p] for p in positions]
-                parts.append((positions, self._intake.write(chunk, ingest_ms, source)))
+                attempt(positions)
+                return
             except StoreUnavailableError:
                 raise
             except StoreError as exc:
-                if len(positions) == 1:
-                    failures.append(exc)
-                    parts.append((positions, IntakeResult(rejected=[(0, f"store: {exc}")])))
-                    return
+                require_store_up(exc)
+                refusal = exc
+            if len(positions) > 1:
                 log.warning("the store refused a batch of %d; writing its halves apart: %s",
-                            len(positions), exc)
+                            len(positions), refusal)
                 half = len(positions) // 2
                 write(positions[:half])
                 write(positions[half:])
+                return
+            try:  # alone, against a store that answers: once more, to rule out a blip
+                attempt(positions)
+            except StoreUnavailableError:
+                raise
+            except StoreError as again:
+                require_store_up(again)
+                failures.append(again)
+                parts.append((positions, IntakeResult(rejected=[(0, f"store: {again}")])))
 
         if payloads:
             write(list(range(len(payloads))))

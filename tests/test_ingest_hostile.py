@@ -248,6 +248,68 @@ def test_a_store_that_refuses_everything_raises_instead_of_dead_lettering(store)
     assert store.scalar("SELECT count() FROM dead_letters") == 0
 
 
+class _Outage:
+    """The real store, with an outage that starts or ends part-way through a batch: intake
+    writes numbered ``down_from`` up to ``down_until`` fail, and while a write is failing
+    the store answers no ping only if ``silent`` (a transient refusal answers pings)."""
+
+    def __init__(self, store, down_from: int = 0, down_until: int = 10**9,
+                 silent: bool = True) -> None:
+        self._store = store
+        self.down_from, self.down_until, self.silent = down_from, down_until, silent
+        self.writes = 0
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    @property
+    def down(self) -> bool:
+        return self.down_from <= self.writes < self.down_until
+
+    def raw_insert(self, table, data, fmt, settings=None):
+        self.writes += 1
+        if self.down_from <= self.writes - 1 < self.down_until:
+            raise StoreError("Code: 241. DB::Exception: Memory limit exceeded")
+        return self._store.raw_insert(table, data, fmt, settings)
+
+    def ping(self) -> bool:
+        return not (self.silent and self.down) and self._store.ping()
+
+
+def test_an_outage_starting_mid_bisection_dead_letters_nothing_and_loses_nothing(store):
+    records = [_log(i) for i in range(40)]
+    records[30]["error"] = "poison"
+    # write 1 (all 40) is refused for the poison, write 2 (the first 20) is stored, and then
+    # the store goes away: the rest must not be blamed on their records
+    outage = _Outage(_RefusesPoison(store), down_from=2)
+    with pytest.raises(StoreError):
+        TelemetryWriter(outage).write_logs(records, "t")
+    assert store.scalar("SELECT count() FROM dead_letters") == 0
+    outage.down_until = 0  # back: the caller retries the whole batch
+    result = TelemetryWriter(outage).write_logs(records, "t")
+    assert (result.accepted, result.duplicates, result.rejected) == (19, 20, 1)
+    assert result.rejections[0].index == 30
+    assert store.scalar("SELECT count() FROM inference_logs FINAL") == 39
+
+
+def test_a_store_that_comes_back_mid_bisection_gets_every_record(store):
+    # transient refusals while the store still answers pings: the batch, its halves down to
+    # record 0 alone (6 writes) fail, then the store recovers; record 0's retry is stored
+    outage = _Outage(store, down_until=6, silent=False)
+    result = TelemetryWriter(outage).write_logs([_log(i) for i in range(40)], "t")
+    assert (result.accepted, result.rejected) == (40, 0)
+    assert store.scalar("SELECT count() FROM dead_letters") == 0
+    assert store.scalar("SELECT count() FROM inference_logs FINAL") == 40
+
+
+def test_a_store_down_at_once_is_not_bisected(store):
+    outage = _Outage(store)
+    with pytest.raises(StoreError, match="stopped answering"):
+        TelemetryWriter(outage).write_logs([_log(i) for i in range(40)], "t")
+    assert outage.writes == 1  # no 79 writes to a store that does not answer
+    assert store.scalar("SELECT count() FROM dead_letters") == 0
+
+
 # -- many small writers ----------------------------------------------------------------------
 
 def test_concurrent_small_requests_are_written_together_each_answered_for_its_own(store):

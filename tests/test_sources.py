@@ -145,7 +145,10 @@ class FlakyStore:
 
     def __getattr__(self, name: str):
         attribute = getattr(self._store, name)
-        if name in ("insert", "insert_columns", "query") and callable(attribute):
+        if name == "ping":
+            return lambda: not self.down and attribute()
+        if name in ("insert", "insert_columns", "raw_insert", "query", "command") \
+                and callable(attribute):
             def guarded(*args, **kwargs):
                 if self.down:
                     raise StoreError("injected outage: the store is down")
