@@ -38,9 +38,28 @@ def _parser() -> argparse.ArgumentParser:
         "up", parents=[serving], help="run every component, the API and the console")
     demo = commands.add_parser(
         "demo", parents=[serving],
-        help="`up` on an embedded store of its own, with synthetic marketplace traffic")
-    demo.add_argument("--data-dir", default=".watchloop-demo", help="default: %(default)s")
-    demo.add_argument("--rate", type=float, default=200, help="records per second")
+        help="the whole loop on one machine: Kafka, Redis, MLflow, a model server and "
+             "Watchloop with its console; drift is injected and the loop closes on its own",
+        description="Starts a Kafka broker (Tansu), Redis, MLflow (sqlite) and TorchServe "
+                    "(or Triton) on loopback ports, then Watchloop and its console over an "
+                    "embedded store. It trains and deploys a fraud model, drives traffic "
+                    "through the model server (payload logs and delayed labels through "
+                    "Kafka), runs a feature pipeline with lag, and after a few minutes "
+                    "injects drift: alert, retraining, gate and hot-swap follow on their "
+                    "own. Ctrl-C stops everything it started. The config file is not read.")
+    demo.add_argument("--data-dir", default=".watchloop-demo",
+                      help="its store, servers and logs; emptied at each start "
+                           "(default: %(default)s)")
+    demo.add_argument("--fast", action="store_true",
+                      help="close the loop within about 3 minutes (the default pace is "
+                           "slower, for a person watching)")
+    demo.add_argument("--backend", choices=("torchserve", "triton"), default="torchserve",
+                      help="the model server (default: %(default)s)")
+    demo.add_argument("--no-services", action="store_true",
+                      help="no servers and no loop: synthetic traffic for three models "
+                           "written straight into the store, for a quick look at the console")
+    demo.add_argument("--rate", type=float, default=200,
+                      help="records per second with --no-services (default: %(default)s)")
 
     config = commands.add_parser("config", help="inspect the config file")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
@@ -338,8 +357,15 @@ def _up(args: argparse.Namespace, config: WatchloopConfig, demo_rate: float | No
 
 
 def _demo(args: argparse.Namespace, config: WatchloopConfig) -> int:
-    """Like ``up``, on an embedded store of its own, with synthetic traffic."""
+    """The whole loop on real parts; with ``--no-services``, ``up`` on an embedded store of
+    its own with synthetic traffic."""
     data_dir = Path(args.data_dir).resolve()
+    if not args.no_services:
+        from .demo import run_demo
+
+        return run_demo(data_dir=data_dir, backend=args.backend, fast=args.fast,
+                        api_port=args.api_port, console_port=args.console_port,
+                        console=not args.no_console)
     from .demo import demo_monitor_settings
 
     updates: dict = {"data_dir": data_dir, "models": [],
