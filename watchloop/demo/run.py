@@ -125,6 +125,7 @@ def _log_to_file(path: Path) -> None:
     # MLflow prints run URLs and download progress bars; the story says what happened
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     for chatty in ("mlflow", "kafka"):
         logging.getLogger(chatty).setLevel(logging.ERROR)
     root = logging.getLogger()
