@@ -134,7 +134,11 @@ def build_grid(*, traffic: list[dict], minutes: int, drift: list[dict], quality:
                                        row.model, row.version, row.error_rate, alerts=alerts)
         row.statuses["traffic"] = (Status("green", f"{row.requests:,} requests")
                                    if row.requests else Status("grey", "no requests"))
-    ordered = sorted(rows.values(), key=lambda r: (-_rank(r.overall), r.model, r.version))
+    # A result with no version (a monitor that ran before a model served anything, or a
+    # model-wide series) is a row of its own only while the model has no version to show.
+    versioned = {model for model, version in rows if version}
+    shown = [r for r in rows.values() if r.version or r.model not in versioned]
+    ordered = sorted(shown, key=lambda r: (-_rank(r.overall), r.model, r.version))
     return Grid(ordered, _platform(lag, collectors, gpus), alerts)
 
 

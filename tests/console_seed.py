@@ -102,6 +102,14 @@ def seed(store: Store, *, api_url: str | None = None) -> Seeded:
                                    "version": "2"}, "evaluator:a"],
     ]
     store.insert("alert_events", events, EVENT_COLUMNS)
+    # a quality result with no version, as the monitor writes for a model that served
+    # nothing yet when it ran
+    store.insert("monitor_results", [[now - timedelta(minutes=30), now, "quality", "fraud", "",
+                                      now - timedelta(minutes=45), now - timedelta(minutes=30),
+                                      "roc_auc", None, {}, "no_data", 0, 0, 0.0]],
+                 ["ts", "ingest_time", "monitor", "model", "model_version", "window_start",
+                  "window_end", "metric", "value", "labels", "status", "window_rows",
+                  "sample_size", "coverage"])
     lag = [[now - timedelta(minutes=m), now, "main", "fraud-features", "features", p, 100,
             100 + lagged, lagged, lagged / 10, status, reason]
            for m in (10, 5, 1)
