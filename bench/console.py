@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="watchloop-bench-console-"))
     api, console = free_port(), free_port()
     demo = subprocess.Popen(
-        [sys.executable, "-m", "watchloop.cli", "demo", "--data-dir", str(workdir / "demo"),
+        [sys.executable, "-m", "watchloop.cli", "demo", "--no-services",
+         "--data-dir", str(workdir / "demo"),
          "--api-port", str(api), "--console-port", str(console), "--rate", str(args.rate)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})

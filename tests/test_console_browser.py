@@ -7,14 +7,12 @@ Screenshots of every page are saved as test artifacts, in ``$WATCHLOOP_ARTIFACTS
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +25,7 @@ from serving_adapters import Deployer, DeploymentLog, Verifier, VerifySettings
 from telemetry import Migrator, TelemetryWriter, open_store
 from telemetry.clock import utc_now
 from telemetry.store import PASSWORD_ENV
+from tests.browser import CHROMIUM, ROOT, launch, needs_chromium, settled, shot
 from tests.console_seed import seed
 from tests.helpers import wait_until
 from tests.serving import adapter_for, package, remove_model, unique_model
@@ -35,11 +34,6 @@ from watchloop.metrics import ShellMetrics
 from watchloop.services.base import free_port, http_ready
 from watchloop.shell import ApiServer
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(os.environ.get("WATCHLOOP_ARTIFACTS", ROOT / ".artifacts" / "console"))
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"]
 TOKEN = "browser-test-token"
 CONFIG = """\
 api:
@@ -72,31 +66,7 @@ COUNT_RUNS = """() => {
   }).observe(app, {attributes: true, attributeOldValue: true,
                    attributeFilter: ['data-test-script-state']});
 }"""
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason="chromium is not installed (scripts/system-deps.sh)")
-
-
-def _browser(playwright: Any) -> Any:
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-
-
-def _shot(page: Any, name: str) -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path
-
-
-def _settled(page: Any, charts: int = 0) -> str:
-    """Wait until the page ran (no spinner) and drew ``charts`` Plotly charts; its text."""
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]',
-                           timeout=90_000)
-    if charts:
-        page.wait_for_function(
-            "n => document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .main-svg')"
-            ".length >= n", arg=charts, timeout=90_000)
-    assert page.locator('[data-testid="stException"]').count() == 0, page.inner_text("body")
-    return page.inner_text("body")
+pytestmark = needs_chromium
 
 
 def _type(page: Any, label: str, text: str) -> None:
@@ -104,7 +74,7 @@ def _type(page: Any, label: str, text: str) -> None:
     field = page.locator(f'input[aria-label="{label}"]:visible').first
     field.fill(text)
     field.press("Enter")
-    _settled(page)
+    settled(page)
 
 
 def _act_as(page: Any, who: str) -> None:
@@ -173,13 +143,13 @@ def test_every_page_loads_draws_its_charts_and_the_on_call_acts_through_the_brow
     url, seeded, store = live_console["url"], live_console["seeded"], live_console["store"]
     charts = {"oncall": 1, "model": 6, "pipelines": 3, "alerts": 1, "loop": 0, "compare": 1}
     with sync_playwright() as playwright:
-        browser = _browser(playwright)
+        browser = launch(playwright)
         page = browser.new_page(viewport={"width": 1500, "height": 1200})
         for name, drawn in charts.items():
             path = "" if name == "oncall" else name  # the default page is served at /
             page.goto(f"{url}/{path}?range=1h&model=fraud")
-            text = _settled(page, drawn)
-            assert _shot(page, name).stat().st_size > 20_000
+            text = settled(page, drawn)
+            assert shot(page, name).stat().st_size > 20_000
             if name == "oncall":
                 assert "1 alert firing" in text and "fraud-p99" in text and "Runbook" in text
             if name == "compare":
@@ -187,7 +157,7 @@ def test_every_page_loads_draws_its_charts_and_the_on_call_acts_through_the_brow
 
         # acknowledge and silence the firing alert, as the on-call would
         page.goto(f"{url}/?range=1h&model=fraud")
-        _settled(page, 1)
+        settled(page, 1)
         _act_as(page, "dana")
         page.get_by_role("button", name="Acknowledge").first.click()
         page.get_by_text("Acknowledged as console:dana").wait_for(timeout=30_000)
@@ -195,11 +165,11 @@ def test_every_page_loads_draws_its_charts_and_the_on_call_acts_through_the_brow
         _type(page, "Why", "INC-7 being handled")
         page.get_by_role("button", name="Silence this alert").first.click()
         page.get_by_text("Silenced as console:dana").wait_for(timeout=30_000)
-        _shot(page, "oncall-acted")
+        shot(page, "oncall-acted")
 
         # left alone at a 10 s refresh, the page redraws itself (its fragment reruns)
         page.goto(f"{url}/?range=1h&refresh=10s")
-        _settled(page, 1)
+        settled(page, 1)
         page.evaluate(COUNT_RUNS)
         page.wait_for_function("() => window.__runs >= 2", timeout=60_000)
         browser.close()
@@ -220,52 +190,21 @@ def test_rolling_back_in_the_browser_gives_the_traffic_back_and_records_who(live
                                watch=False)
         assert swap.outcome == "promoted", swap.reason
     with sync_playwright() as playwright:
-        browser = _browser(playwright)
+        browser = launch(playwright)
         page = browser.new_page(viewport={"width": 1500, "height": 1200})
         page.goto(f"{live_console['url']}/loop?range=1h&model={model}")
-        _settled(page)
+        settled(page)
         _act_as(page, "erin")
         _type(page, "Reason (recorded)", "v2 misbehaves")
         page.get_by_role("button", name="Roll back").click()
         page.get_by_role("button", name="Yes, roll back").click()
         page.get_by_text(f"{model} rolled back as console:erin").wait_for(timeout=60_000)
-        _shot(page, "loop-rolled-back")
+        shot(page, "loop-rolled-back")
         browser.close()
     assert deployer.adapter.serving_version(model) == "1"
     assert store.query("SELECT model_version, actor, reason FROM deployments "
                        "WHERE model = {m:String} AND action = 'rollback'", {"m": model}) == [
         ("1", "console:erin", "v2 misbehaves")]
-
-
-def test_the_demo_console_shows_live_traffic_on_call_and_per_model(tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    api_port, console_port = free_port(), free_port()
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "watchloop.cli", "demo", "--data-dir", str(tmp_path / "demo"),
-         "--api-port", str(api_port), "--console-port", str(console_port), "--rate", "300"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        url = f"http://127.0.0.1:{console_port}"
-        wait_until(lambda: http_ready(f"{url}/_stcore/health"), timeout=90)
-        with sync_playwright() as playwright:
-            browser = _browser(playwright)
-            page = browser.new_page(viewport={"width": 1400, "height": 1400})
-            page.goto(url)
-            page.wait_for_selector('[data-testid="stDataFrame"]', timeout=90_000)
-            oncall = _settled(page)
-            _shot(page, "demo-oncall")
-            page.goto(f"{url}/model")
-            model = _settled(page, 3)
-            _shot(page, "demo-model")
-            browser.close()
-        assert "On call" in oncall and "Model versions" in oncall
-        assert "Latency, throughput and errors" in model and "fraud" in model
-    finally:
-        demo.send_signal(signal.SIGTERM)
-        _, err = demo.communicate(timeout=60)
-    assert demo.returncode == 0, err[-3000:]
 
 
 def test_api_docs_load_in_chromium_with_no_network(tmp_path):

@@ -83,8 +83,8 @@ def test_up_serves_api_and_console_and_shuts_down_cleanly_keeping_every_record(t
 
 def test_demo_generates_traffic_into_its_own_store(tmp_path):
     api_port = free_port()
-    process = _start(["demo", "--data-dir", str(tmp_path / "demo"), "--rate", "100",
-                      "--no-console", "--api-port", str(api_port)], tmp_path)
+    process = _start(["demo", "--no-services", "--data-dir", str(tmp_path / "demo"),
+                      "--rate", "100", "--no-console", "--api-port", str(api_port)], tmp_path)
     try:
         _wait_for(f"http://127.0.0.1:{api_port}/healthz", process)
         time.sleep(3)
@@ -119,8 +119,8 @@ def test_metrics_show_records_freshness_monitors_and_process_after_a_demo_run(tm
         "  quality: {window: 15m, min_labels: 5}\n  latency: {window: 5m}\n"
         "  slos: [{name: availability, kind: availability, objective: 0.999}]\n")
     api_port = free_port()
-    process = _start(["demo", "--data-dir", str(tmp_path / "demo"), "--rate", "100",
-                      "--no-console", "--api-port", str(api_port)], tmp_path)
+    process = _start(["demo", "--no-services", "--data-dir", str(tmp_path / "demo"),
+                      "--rate", "100", "--no-console", "--api-port", str(api_port)], tmp_path)
     api = f"http://127.0.0.1:{api_port}"
     try:
         _wait_for(f"{api}/healthz", process)

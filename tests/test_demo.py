@@ -1,0 +1,124 @@
+"""``watchloop demo --fast`` end to end, as a newcomer runs it: one command starts Kafka, Redis,
+MLflow, TorchServe and Watchloop with its console; the injected drift is detected, alerts
+Datadog and the retrain receiver, a version is retrained, gated, hot-swapped and answers;
+the console shows it (screenshots of every page, for the README); Ctrl-C leaves nothing
+running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from telemetry import open_store
+from tests.browser import CHROMIUM, launch, settled, shot
+from tests.helpers import wait_until
+from watchloop.services.base import free_port
+
+pytestmark = pytest.mark.services
+
+PAGES = {"oncall": 1, "model": 6, "pipelines": 3, "alerts": 1, "loop": 0, "compare": 1}
+FULL_LINEAGE = ["alert:firing", "trigger:accepted", "run:started", "run:succeeded",
+                "register:ok", "gate:passed", "deploy:ok", "verify:ok", "promote:ok",
+                "alias:ok"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)  # the server's whole process group (its workers included)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_the_fast_demo_closes_the_loop_on_real_parts_and_ctrl_c_leaves_nothing_running(
+        tmp_path: Path) -> None:
+    data_dir = tmp_path / "demo"
+    console = f"http://127.0.0.1:{free_port()}"
+    output = tmp_path / "demo.out"
+    with output.open("w") as out:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "watchloop.cli", "demo", "--fast", "--data-dir",
+             str(data_dir), "--api-port", str(free_port()), "--console-port",
+             console.rsplit(":", 1)[1]],
+            stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def told() -> str:
+        return output.read_text(errors="replace")
+
+    def finished_story() -> dict | None:
+        assert demo.poll() is None, f"the demo exited:\n{told()[-5000:]}"
+        path = data_dir / "demo-summary.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    pages: dict[str, str] = {}
+    try:
+        summary = wait_until(finished_story, timeout=600, every=2)
+        assert summary["closed"], f"{summary['reason']}\n{told()[-5000:]}"
+        if Path(CHROMIUM).exists():
+            from playwright.sync_api import sync_playwright
+
+            with sync_playwright() as playwright:
+                browser = launch(playwright)
+                page = browser.new_page(viewport={"width": 1500, "height": 1200})
+                for name, charts in PAGES.items():
+                    path = "" if name == "oncall" else name
+                    page.goto(f"{console}/{path}?range=15m&model=fraud&refresh=off")
+                    pages[name] = settled(page, charts)
+                    assert shot(page, f"demo-{name}").stat().st_size > 20_000
+                browser.close()
+    finally:
+        demo.send_signal(signal.SIGINT)  # Ctrl-C
+        demo.wait(timeout=180)
+    text = told()
+    assert demo.returncode == 0, text[-5000:]
+
+    # every stage happened, and the terminal said so
+    assert (summary["version_before"], summary["version_after"]) == ("1", "2")
+    assert set(summary["stages"]) >= {"detect", "alert", "train", "register", "gate",
+                                      "deploy", "verify"}
+    assert summary["lineage"] == FULL_LINEAGE
+    for said in ("drift injected", "drift detected by the monitor", "FeatureDrift fired",
+                 "version 2 answers traffic: the loop closed", "stages: detect"):
+        assert said in text, text[-5000:]
+    # the swap dropped no request, and version 2 answers
+    assert summary["failed_requests"] == 0
+    assert summary["answered"]["1"] > 0 and summary["answered"]["2"] > 0
+    # Datadog got the alert as an event and a gauge, through the DogStatsD port
+    assert summary["datagrams"] >= 2
+    assert "datadog ← _e{" in text and "watchloop.alert.firing:1|g" in text
+
+    # what the store holds came through the real paths
+    with open_store(f"chdb://{data_dir / 'store'}", create_database=False) as store:
+        served = dict(store.query(
+            "SELECT model_version, count() FROM inference_logs FINAL WHERE model = 'fraud' "
+            "AND source = 'payload-logs' GROUP BY model_version"))
+        assert served.get("1", 0) > 100 and served.get("2", 0) > 0
+        assert store.scalar("SELECT count() FROM labels WHERE source = 'payload-logs'") > 100
+        assert store.scalar("SELECT max(lag_messages) FROM kafka_lag "
+                            "WHERE consumer_group = 'feature-pipeline'") > 0
+        assert store.scalar("SELECT count() FROM serving_metrics") > 0
+        # NVML reports, GPU or none: here "unavailable" with the reason, not silence
+        assert store.scalar("SELECT count() FROM gpu_metrics WHERE metric = 'nvml_up'") > 0
+        assert store.query("SELECT model_version, actor FROM deployments "
+                           "WHERE model = 'fraud' AND action = 'promote' ORDER BY ts") == [
+            ("1", "demo"), ("2", "alert:FeatureDrift")]
+
+    # the console showed it, page by page (when Chromium is here)
+    if pages:
+        assert "fraud" in pages["oncall"]
+        assert "FeatureDrift" in pages["alerts"]
+        assert "Retrainings of fraud" in pages["loop"] and "gate" in pages["loop"]
+
+    # Ctrl-C stopped every server the demo started, workers included
+    assert set(summary["services"]) == {"kafka", "redis", "mlflow", "torchserve"}
+    running = {name: pid for name, pid in summary["services"].items() if _alive(pid)}
+    assert not running, running
+    assert "stopped Watchloop and every server it started" in text
