@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from telemetry import open_store
+from watchloop.demo.pace import FAST, WATCHED
+from watchloop.demo.stack import DemoStack, demo_config
 from tests.browser import CHROMIUM, launch, settled, shot
 from tests.helpers import wait_until
 from watchloop.services.base import free_port
@@ -27,6 +29,29 @@ PAGES = {"oncall": 1, "model": 6, "pipelines": 3, "alerts": 1, "loop": 0, "compa
 FULL_LINEAGE = ["alert:firing", "trigger:accepted", "run:started", "run:succeeded",
                 "register:ok", "gate:passed", "deploy:ok", "verify:ok", "promote:ok",
                 "alias:ok"]
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _strings(v)]
+    return [str(value)]
+
+
+@pytest.mark.parametrize("pace", [FAST, WATCHED], ids=lambda p: p.name)
+@pytest.mark.parametrize("backend", ["torchserve", "triton"])
+def test_the_demo_config_points_only_at_the_servers_the_demo_starts(tmp_path, backend, pace):
+    """A new machine has no Redis on 6379: every Redis the demo's Watchloop uses (alert state,
+    retrain policy) is the demo's own, and every address is a loopback one."""
+    stack = DemoStack(tmp_path, backend, print)  # not started: the addresses are chosen
+    config = demo_config(stack, pace, data_dir=tmp_path, api_port=1, console_port=2,
+                         statsd_port=3, console=True).model_dump(mode="json")
+    values = _strings(config)
+    redis = [v for v in values if v.startswith("redis://")]
+    assert redis and set(redis) == {stack.redis.url}
+    for url in (v for v in values if "://" in v):
+        assert "127.0.0.1" in url, url
 
 
 def _alive(pid: int) -> bool:

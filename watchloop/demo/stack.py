@@ -137,6 +137,8 @@ def demo_config(stack: DemoStack, pace: Pace, *, data_dir: Path, api_port: int,
                      {"name": "availability", "kind": "availability", "objective": 0.999}],
         },
         "alerts": {
+            "redis_url": stack.redis.url,
+            "prefix": "watchloop-demo",
             "rules": [{
                 "name": DRIFT_RULE, "interval": "10s", "for": pace.alert_for,
                 "severity": "page",
@@ -144,8 +146,8 @@ def demo_config(stack: DemoStack, pace: Pace, *, data_dir: Path, api_port: int,
                                          "model": MODEL}, "op": ">", "value": 0.3},
                 "annotations": {
                     "summary": "More than 30% of the fraud model's features drifted",
-                    "runbook_url": "https://github.com/watchloop/watchloop/blob/main/docs/"
-                                   "feedback-policy.md"},
+                    "description": "The retrain receiver retrains the model on the drifted "
+                                   "traffic; see docs/feedback-policy.md"},
             }],
             "receivers": [{"type": "retrain", "name": "retrain"},
                           {"type": "datadog", "name": "datadog", "statsd_port": statsd_port}],
