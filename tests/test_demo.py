@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from telemetry import open_store
-from watchloop.demo.pace import FAST, WATCHED
-from watchloop.demo.stack import DemoStack, demo_config
 from tests.browser import CHROMIUM, launch, settled, shot
 from tests.helpers import wait_until
+from watchloop.demo.pace import FAST, WATCHED
+from watchloop.demo.stack import DemoStack, demo_config
 from watchloop.services.base import free_port
 
 pytestmark = pytest.mark.services
