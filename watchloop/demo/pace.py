@@ -42,12 +42,13 @@ class Pace:
 FAST = Pace(
     name="fast", warm_up_s=30, requests_per_s=8, instances_per_request=5, label_delay_s=3,
     history_rows=3000, monitor_interval="5s", drift_window="1m", quality_window="2m",
-    alert_for="40s", train_window="60s", holdout="20s", min_fresh_labels=300, cooldown="1m",
-    gate_min_rows=150, features_per_s=40, pipeline_stall_s=8, console_refresh="10s")
+    alert_for="40s", train_window="60s", holdout="20s", min_fresh_labels=300,
+    cooldown="1m", gate_min_rows=150, features_per_s=40, pipeline_stall_s=8,
+    console_refresh="10s")
 
 WATCHED = Pace(
     name="watched", warm_up_s=180, requests_per_s=8, instances_per_request=5,
-    label_delay_s=20, history_rows=6000, monitor_interval="15s", drift_window="2m",
-    quality_window="5m", alert_for="2m", train_window="3m", holdout="1m",
-    min_fresh_labels=1000, cooldown="3m", gate_min_rows=300, features_per_s=40, pipeline_stall_s=20,
-    console_refresh="10s")
+    label_delay_s=10, history_rows=6000, monitor_interval="15s", drift_window="2m",
+    quality_window="5m", alert_for="2m", train_window="90s", holdout="30s",
+    min_fresh_labels=1000, cooldown="3m", gate_min_rows=300, features_per_s=40,
+    pipeline_stall_s=20, console_refresh="10s")
