@@ -64,6 +64,15 @@ def test_an_unknown_backend_type_lists_the_known_ones():
     assert "'chdb', 'chdb-memory', 'clickhouse'" in problems["store.type"][1]
 
 
+def test_a_retrain_receiver_without_a_feedback_loop_is_a_config_problem_not_a_crash():
+    text = ("alerts:\n  receivers:\n    - {name: dd, type: datadog}\n"
+            "    - {name: r, type: retrain}\n  route: {receivers: [r]}\n")
+    problems = _problems(text)
+    assert problems["alerts.receivers[1].type"][0] == 4
+    assert "add a feedback: section" in problems["alerts.receivers[1].type"][1]
+    assert "alerts.receivers[0].type" not in problems
+
+
 def test_environment_references_are_expanded_and_secrets_stay_hidden():
     config = parse_config(
         "store:\n  type: clickhouse\n  url: http://wl@${CH_HOST:-localhost}:8123/wl\n"

@@ -172,6 +172,16 @@ class WatchloopConfig(Settings):
     # Retraining, the MLflow registry, the gate and promotion; off unless present.
     feedback: FeedbackSettings | None = None
 
+    @model_validator(mode="after")
+    def _retrain_needs_feedback(self) -> WatchloopConfig:
+        """A ``retrain`` receiver hands alerts to the feedback loop: there must be one."""
+        receivers = self.alerts.receivers if self.alerts is not None else ()
+        raise_at("WatchloopConfig", [
+            (("alerts", "receivers", i, "type"), "a retrain receiver needs the feedback loop: "
+             "add a feedback: section (or use another receiver type)", r.type)
+            for i, r in enumerate(receivers) if r.type == "retrain" and self.feedback is None])
+        return self
+
     def store_url(self) -> str:
         """The store URL these settings select."""
         store = self.store
