@@ -1,5 +1,5 @@
 # Watchloop: `make demo` runs the console on embedded defaults, `make test` runs the tests.
-# Both set themselves up on a fresh Debian machine: system binaries, a virtualenv, packages.
+# `make bench` runs every benchmark (python -m bench). All set themselves up on a fresh Debian machine: system binaries, a virtualenv, packages.
 
 VENV ?= .venv
 PYTHON ?= python3
@@ -29,7 +29,7 @@ demo: setup
 	$(VENV)/bin/watchloop demo
 
 bench: setup
-	$(PY) -m bench.store
+	$(PY) -m bench
 
 clean:
 	rm -rf $(VENV) .watchloop .watchloop-demo
