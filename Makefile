@@ -1,5 +1,6 @@
-# Watchloop: `make demo` runs the console on embedded defaults, `make test` runs the tests.
-# `make bench` runs every benchmark (python -m bench). All set themselves up on a fresh Debian machine: system binaries, a virtualenv, packages.
+# Watchloop: `make demo` runs the whole loop on real parts, `make test` runs the tests,
+# `make bench` every benchmark. Each sets itself up on a fresh Debian machine: system
+# binaries, a virtualenv, packages.
 
 VENV ?= .venv
 PYTHON ?= python3
