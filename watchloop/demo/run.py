@@ -93,13 +93,15 @@ def run_demo(*, data_dir: Path, backend: Backend = "torchserve", fast: bool = Fa
             raise
         progress(f"Watchloop runs: API {urls['api']}"
                  + (f", console {urls['console']}" if console else ""))
-        if console:
-            settings = console_settings(config, urls["api"])
-            shell.run(console=lambda: serve_console(store, config.console.host,
-                                                    config.console.port, settings))
-        else:
-            shell.run()
-        adapter.close()
+        try:
+            if console:
+                settings = console_settings(config, urls["api"])
+                shell.run(console=lambda: serve_console(store, config.console.host,
+                                                        config.console.port, settings))
+            else:
+                shell.run()
+        finally:
+            adapter.close()
     finally:
         started = stack.pids()
         stack.stop()

@@ -59,13 +59,16 @@ class DemoStack:
             self._progress(f"{service.name} ready in {service.start_seconds:.1f} s "
                            f"(pid {service.pid}, log {service.log_path})")
 
-        with ThreadPoolExecutor(len(self.services)) as pool:
-            futures = [pool.submit(start, service) for service in self.services]
-            errors = [f.exception() for f in futures if f.exception() is not None]
-        if errors:
+        try:
+            with ThreadPoolExecutor(len(self.services)) as pool:
+                futures = [pool.submit(start, service) for service in self.services]
+                errors = [f.exception() for f in futures if f.exception() is not None]
+            if errors:
+                raise errors[0]
+            self._create_topics()
+        except BaseException:  # Ctrl-C while starting too: nothing is left running
             self.stop()
-            raise errors[0]
-        self._create_topics()
+            raise
 
     def stop(self) -> None:
         for service in reversed(self.services):
