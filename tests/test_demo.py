@@ -54,6 +54,16 @@ def test_the_demo_config_points_only_at_the_servers_the_demo_starts(tmp_path, ba
         assert "127.0.0.1" in url, url
 
 
+def test_the_demo_empties_only_a_directory_it_made(tmp_path):
+    kept = tmp_path / "notes.txt"
+    kept.write_text("mine")
+    done = subprocess.run([sys.executable, "-m", "watchloop.cli", "demo", "--data-dir",
+                           str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert f"{tmp_path} exists and was not made by the demo" in done.stdout
+    assert kept.read_text() == "mine" and len(list(tmp_path.iterdir())) == 1
+
+
 def _alive(pid: int) -> bool:
     try:
         os.killpg(pid, 0)  # the server's whole process group (its workers included)

@@ -163,6 +163,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _config_check(args.file or args.config)
         if args.command == "store" and args.store_command == "serve":
             return _store_serve(args)
+        if args.command == "demo" and not args.no_services:  # its own config, not the file's
+            from .demo import run_demo
+
+            return run_demo(data_dir=Path(args.data_dir).resolve(), backend=args.backend,
+                            fast=args.fast, api_port=args.api_port,
+                            console_port=args.console_port, console=not args.no_console)
         if args.command == "gpu":
             from .gpu_probe import probe
 
@@ -360,13 +366,11 @@ def _demo(args: argparse.Namespace, config: WatchloopConfig) -> int:
     """The whole loop on real parts; with ``--no-services``, ``up`` on an embedded store of
     its own with synthetic traffic."""
     data_dir = Path(args.data_dir).resolve()
-    if not args.no_services:
-        from .demo import run_demo
-
-        return run_demo(data_dir=data_dir, backend=args.backend, fast=args.fast,
-                        api_port=args.api_port, console_port=args.console_port,
-                        console=not args.no_console)
     from .demo import demo_monitor_settings
+    from .demo.run import MARKER
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / MARKER).touch()  # a demo's directory: the full demo may empty it
 
     updates: dict = {"data_dir": data_dir, "models": [],
                      "monitors": config.monitors or demo_monitor_settings()}

@@ -19,7 +19,7 @@ from feedback import FeedbackService
 from serving_adapters import build_adapter
 from telemetry import open_store
 from watchloop.services import ServiceStartError
-from watchloop.services.base import BinaryNotFound
+from watchloop.services.base import BinaryNotFound, free_port
 
 from .drivers import DogStatsdCapture, FeaturePipeline, ServedTraffic
 from .pace import FAST, WATCHED
@@ -55,8 +55,8 @@ def run_demo(*, data_dir: Path, backend: Backend = "torchserve", fast: bool = Fa
         print(f"watchloop demo: cannot start the stack: {exc}", flush=True)
         return 1
     try:
-        config = demo_config(stack, pace, data_dir=data_dir, api_port=api_port or 8765,
-                             console_port=console_port or 8501,
+        config = demo_config(stack, pace, data_dir=data_dir, api_port=_port(api_port, 8765),
+                             console_port=_port(console_port, 8501),
                              statsd_port=statsd.port, console=console)
         store = open_store(config.store_url())
         registry = CollectorRegistry()
@@ -108,6 +108,13 @@ def run_demo(*, data_dir: Path, backend: Backend = "torchserve", fast: bool = Fa
         gone = ", ".join(f"{name} (pid {pid})" for name, pid in started.items())
         progress(f"stopped Watchloop and every server it started: {gone}")
     return 0
+
+
+def _port(given: int | None, default: int) -> int:
+    """The port asked for, the default when none was, a free one for 0."""
+    if given is None:
+        return default
+    return given or free_port()
 
 
 def _fresh_directory(data_dir: Path) -> str | None:
