@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from telemetry import open_store
 from tests.browser import CHROMIUM, launch, settled, shot
-from tests.helpers import wait_until
+from tests.helpers import read_store, wait_until
 from watchloop.demo.pace import FAST, WATCHED
 from watchloop.demo.stack import DemoStack, demo_config
 from watchloop.services.base import free_port
@@ -130,21 +129,25 @@ def test_the_fast_demo_closes_the_loop_on_real_parts_and_ctrl_c_leaves_nothing_r
     assert summary["datagrams"] >= 2
     assert "datadog ← _e{" in text and "watchloop.alert.firing:1|g" in text
 
-    # what the store holds came through the real paths
-    with open_store(f"chdb://{data_dir / 'store'}", create_database=False) as store:
-        served = dict(store.query(
-            "SELECT model_version, count() FROM inference_logs FINAL WHERE model = 'fraud' "
-            "AND source = 'payload-logs' GROUP BY model_version"))
-        assert served.get("1", 0) > 100 and served.get("2", 0) > 0
-        assert store.scalar("SELECT count() FROM labels WHERE source = 'payload-logs'") > 100
-        assert store.scalar("SELECT max(lag_messages) FROM kafka_lag "
-                            "WHERE consumer_group = 'feature-pipeline'") > 0
-        assert store.scalar("SELECT count() FROM serving_metrics") > 0
-        # NVML reports, GPU or none: here "unavailable" with the reason, not silence
-        assert store.scalar("SELECT count() FROM gpu_metrics WHERE metric = 'nvml_up'") > 0
-        assert store.query("SELECT model_version, actor FROM deployments "
-                           "WHERE model = 'fraud' AND action = 'promote' ORDER BY ts") == [
-            ("1", "demo"), ("2", "alert:FeatureDrift")]
+    # what the store holds came through the real paths (read from a process of its own:
+    # this one holds an in-memory engine, and chDB allows one per process)
+    url = f"chdb://{data_dir / 'store'}"
+    ((v1, v2, labels, lag, serving, nvml),) = read_store(url, """
+        SELECT (SELECT countIf(model_version = '1') FROM inference_logs FINAL
+                WHERE model = 'fraud' AND source = 'payload-logs'),
+               (SELECT countIf(model_version = '2') FROM inference_logs FINAL
+                WHERE model = 'fraud' AND source = 'payload-logs'),
+               (SELECT count() FROM labels WHERE source = 'payload-logs'),
+               (SELECT max(lag_messages) FROM kafka_lag WHERE consumer_group = 'feature-pipeline'),
+               (SELECT count() FROM serving_metrics),
+               (SELECT count() FROM gpu_metrics WHERE metric = 'nvml_up')""")
+    assert v1 > 100 and v2 > 0 and labels > 100
+    assert lag > 0  # the feature pipeline's stalls
+    assert serving > 0
+    assert nvml > 0  # NVML reports, GPU or none: here "unavailable" with the reason
+    assert read_store(url, "SELECT model_version, actor FROM deployments WHERE model = 'fraud' "
+                           "AND action = 'promote' ORDER BY ts") == [
+        ["1", "demo"], ["2", "alert:FeatureDrift"]]
 
     # the console showed it, page by page (when Chromium is here)
     if pages:
