@@ -50,7 +50,7 @@ class ServedTraffic:
         self._batch = instances_per_request
         self._label_delay = label_delay_s
         self._world = Transactions(seed)
-        self._labels: deque[tuple[float, dict[str, Any]]] = deque()
+        self._labels: deque[tuple[float, str, int]] = deque()  # (due, request id, label)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._producer: Any = None
@@ -58,8 +58,6 @@ class ServedTraffic:
         self.answered: Counter[str] = Counter()  # instances scored, by the version answering
         self.first_answer: dict[str, float] = {}  # version: time.time() of its first answer
         self.failed = 0
-        self.labels_sent = 0
-        self.last_error = ""
 
     def start(self) -> None:
         from kafka import KafkaProducer
@@ -85,7 +83,6 @@ class ServedTraffic:
                 self._release_labels()
             except Exception as exc:  # noqa: BLE001 - a failed request is counted, not fatal
                 self.failed += 1
-                self.last_error = str(exc)
                 log.warning("demo traffic: %s", exc)
             due = max(due + self._interval, time.monotonic() - 1.0)
             self._stop.wait(max(0.0, due - time.monotonic()))
@@ -99,20 +96,17 @@ class ServedTraffic:
         self.answered[answer.version] += len(instances)
         self.first_answer.setdefault(answer.version, time.time())
         arrives = time.monotonic() + self._label_delay
-        for sent, label in zip(instances, labels, strict=True):
-            self._labels.append((arrives, {"request_id": sent["request_id"],
-                                           "label": int(label), "label_time": time.time()}))
+        self._labels.extend((arrives, sent["request_id"], int(label))
+                            for sent, label in zip(instances, labels, strict=True))
 
     def _release_labels(self) -> None:
-        now = time.monotonic()
+        now, arrived = time.monotonic(), time.time()  # when the chargebacks came in
         due = []
         while self._labels and self._labels[0][0] <= now:
-            _, label = self._labels.popleft()
-            label["label_time"] = time.time()  # when the chargeback came in
-            due.append(label)
+            _, request_id, label = self._labels.popleft()
+            due.append({"request_id": request_id, "label": label, "label_time": arrived})
         if due:
             self._producer.send(self._label_topic, json.dumps(due).encode())
-            self.labels_sent += len(due)
 
 
 class FeaturePipeline:
@@ -134,8 +128,6 @@ class FeaturePipeline:
         self._every_s = every_s
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.produced = 0
-        self.consumed = 0
 
     def start(self) -> None:
         self._stop.clear()
@@ -170,7 +162,6 @@ class FeaturePipeline:
                 event = {"account": account % 997, "ts": time.time(), "event": "page_view"}
                 producer.send(self._topic, json.dumps(event).encode(),
                               key=str(account % 997).encode())
-                self.produced += 1
         finally:
             producer.close(timeout=5)
 
@@ -186,9 +177,7 @@ class FeaturePipeline:
                 if time.monotonic() >= stall_at:  # a slow batch: lag builds
                     self._stop.wait(self._stall_s)
                     stall_at = time.monotonic() + self._every_s
-                batches = consumer.poll(timeout_ms=500, max_records=200)
-                if batches:
-                    self.consumed += sum(len(records) for records in batches.values())
+                if consumer.poll(timeout_ms=500, max_records=200):
                     consumer.commit()
         finally:
             consumer.close()

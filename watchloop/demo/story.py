@@ -101,7 +101,6 @@ class DemoStory:
         self.pace, self.training_span = pace, training_span
         self.summary, self.data_dir, self.progress = summary, data_dir, progress
         self.deadline_s = deadline_s
-        self.finished = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self.run, name=self.name, daemon=True)
 
@@ -131,7 +130,6 @@ class DemoStory:
                           f"(details in {self.data_dir / 'watchloop.log'})")
         finally:
             self._write_summary()
-            self.finished.set()
 
     # -- the chapters --------------------------------------------------------------------
 
